@@ -29,3 +29,55 @@ def save(fig, name: str, data: pd.DataFrame, folder: Path | None = None) -> Path
     data.to_csv(folder / f"{name}.csv", index=False)
     plt.close(fig)
     return png
+
+
+def image_grid(images, titles, ncols: int = 8, size: float = 1.6):
+    """A grid of images with small titles; returns the figure."""
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)))
+    for ax in getattr(axes, "flat", [axes]):
+        ax.axis("off")
+    for ax, img, title in zip(getattr(axes, "flat", [axes]), images, titles, strict=False):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def gallery(manifest: pd.DataFrame, images, per_source: int = 8, seed: int = 0):
+    """Sample images of every source name; returns ``(fig, data)``."""
+    rows = (
+        manifest.reset_index()
+        .groupby("source_name", group_keys=False)
+        .apply(lambda d: d.sample(min(per_source, len(d)), random_state=seed))
+    )
+    titles = [f"{r.source_name}\n{r.image_id[-18:]}" for r in rows.itertuples()]
+    fig = image_grid([images[i] for i in rows["index"]], titles, ncols=per_source)
+    return fig, rows.drop(columns="index")
+
+
+def counts(table: pd.DataFrame, x: str, y: str, hue: str, title: str):
+    """A seaborn bar chart of ``table``; returns the figure."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(data=table, x=x, y=y, hue=hue, ax=ax)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def pair_strip(pairs_df: pd.DataFrame, a, b, title_fn, ncols: int = 6):
+    """Show pairs as columns of two images (a above b); returns the figure."""
+    n = len(pairs_df)
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.7, 3.9), squeeze=False)
+    for k, row in enumerate(pairs_df.itertuples()):
+        axes[0, k].imshow(a[k])
+        axes[1, k].imshow(b[k])
+        axes[0, k].set_title(title_fn(row), fontsize=6)
+        axes[0, k].axis("off")
+        axes[1, k].axis("off")
+    fig.tight_layout()
+    return fig
