@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from unittest import mock
 
 import numpy as np
@@ -50,7 +51,9 @@ def _check_sides(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> None:
 
 
 # ----------------------------------------------------------------------------- hashes
-def hash_scores(a: Sequence[np.ndarray], b: Sequence[np.ndarray], method: str = "phash") -> np.ndarray:
+def hash_scores(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], method: str = "phash"
+) -> np.ndarray:
     """Perceptual-hash similarity of each pair: ``1 - hamming(hash_a, hash_b) / 64``.
 
     Args:
@@ -77,12 +80,16 @@ def hash_scores(a: Sequence[np.ndarray], b: Sequence[np.ndarray], method: str = 
 
 
 # ----------------------------------------------------------------------------- keypoints
-def _gray(img: np.ndarray, min_side: int) -> np.ndarray:
+def _gray(img: np.ndarray, min_side: int, stretch: bool) -> np.ndarray:
     """Grey uint8 image, upscaled (bicubic) so its short side is at least ``min_side``."""
     import cv2
 
     img = np.asarray(img)
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    low, high = np.percentile(gray, [1, 99.5]) if stretch else (0, 255)
+    if high > low and (low, high) != (0, 255):
+        # SIFT's contrast threshold is absolute: dark fluorescence images give few keypoints
+        gray = cv2.convertScaleAbs(gray, alpha=255 / (high - low), beta=-255 * low / (high - low))
     short = min(gray.shape)
     if min_side and short < min_side:
         # SIFT's first octave finds few blobs in a small image; upscaling brings them back
@@ -91,20 +98,32 @@ def _gray(img: np.ndarray, min_side: int) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
-class _Matcher:
-    """Detector, descriptor matcher and RANSAC settings shared by the pairs of one run."""
+@dataclass(frozen=True)
+class _KeypointSettings:
+    """Everything a worker needs to score pairs (plain values, so it pickles for joblib)."""
 
-    def __init__(self, method: str, ratio: float, ransac_px: float, max_keypoints: int):
+    method: str
+    ratio: float
+    try_mirror: bool
+    min_side: int
+    stretch: bool
+    ransac_px: float
+    max_keypoints: int
+
+
+class _Matcher:
+    """Detector, descriptor matcher and RANSAC verification for one run's settings."""
+
+    def __init__(self, cfg: _KeypointSettings):
         import cv2
 
-        if method == "sift":
-            self.detector = cv2.SIFT_create(nfeatures=max_keypoints)
+        if cfg.method == "sift":
+            self.detector = cv2.SIFT_create(nfeatures=cfg.max_keypoints)
             self.matcher = cv2.BFMatcher(cv2.NORM_L2)
         else:
-            self.detector = cv2.ORB_create(nfeatures=max_keypoints)
+            self.detector = cv2.ORB_create(nfeatures=cfg.max_keypoints)
             self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-        self.ratio = ratio
-        self.ransac_px = ransac_px
+        self.cfg = cfg
 
     def features(self, gray: np.ndarray):
         """Keypoint coordinates (K, 2) and descriptors (None when the image has none)."""
@@ -119,54 +138,46 @@ class _Matcher:
         if des_a is None or des_b is None or len(des_a) < 2 or len(des_b) < 2:
             return 0, 0
         knn = self.matcher.knnMatch(des_a, des_b, k=2)
-        good = [m[0] for m in knn if len(m) == 2 and m[0].distance < self.ratio * m[1].distance]
+        ratio = self.cfg.ratio
+        good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
         if len(good) < 3:  # 2 points always fit a similarity exactly: nothing is verified
             return len(good), 0
         src = pts_a[[m.queryIdx for m in good]]
         dst = pts_b[[m.trainIdx for m in good]]
         model, mask = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=self.ransac_px, maxIters=2000
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=self.cfg.ransac_px, maxIters=2000
         )
         return len(good), 0 if model is None else int(mask.sum())
 
+    def pair(self, img_a, img_b) -> dict:
+        """Matches and inliers of one pair, direct and against the left-right mirror of b."""
+        start = time.perf_counter()
+        gray_a = _gray(img_a, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
+        gray_b = _gray(img_b, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
+        feat_a = self.features(gray_a)
+        matches, inliers = self.verify(feat_a, self.features(gray_b))
+        mirror_matches, mirror_inliers = 0, 0
+        if self.cfg.try_mirror:
+            # descriptors are not mirror invariant; an up-down flip is a left-right flip plus a
+            # 180 degree rotation, so one mirrored copy covers both flips
+            mirrored = np.ascontiguousarray(gray_b[:, ::-1])
+            mirror_matches, mirror_inliers = self.verify(feat_a, self.features(mirrored))
+        mirror_won = mirror_inliers > inliers
+        return {
+            "inliers": max(inliers, mirror_inliers),
+            "matches": mirror_matches if mirror_won else matches,
+            "mirror_won": mirror_won,
+            "inliers_direct": inliers,
+            "inliers_mirror": mirror_inliers,
+            "keypoints_a": len(feat_a[0]),
+            "seconds": time.perf_counter() - start,
+        }
 
-def _pair_details(matcher: _Matcher, img_a, img_b, try_mirror: bool, min_side: int) -> dict:
-    """Matches and inliers of one pair, direct and against the left-right mirror of b."""
-    start = time.perf_counter()
-    gray_a, gray_b = _gray(img_a, min_side), _gray(img_b, min_side)
-    feat_a = matcher.features(gray_a)
-    matches, inliers = matcher.verify(feat_a, matcher.features(gray_b))
-    mirror_matches, mirror_inliers = 0, 0
-    if try_mirror:
-        # SIFT/ORB descriptors are not mirror invariant; an up-down flip is a left-right flip
-        # plus a 180 degree rotation, so one mirrored copy covers both flips
-        mirror_matches, mirror_inliers = matcher.verify(feat_a, matcher.features(gray_b[:, ::-1]))
-    mirror_won = mirror_inliers > inliers
-    return {
-        "inliers": max(inliers, mirror_inliers),
-        "matches": mirror_matches if mirror_won else matches,
-        "mirror_won": mirror_won,
-        "inliers_direct": inliers,
-        "inliers_mirror": mirror_inliers,
-        "keypoints_a": len(feat_a[0]),
-        "seconds": time.perf_counter() - start,
-    }
 
-
-def _details_chunk(pairs: list, settings: dict) -> list[dict]:
-    """Worker: a matcher is built per chunk because OpenCV objects do not pickle."""
-    matcher = _Matcher(
-        method=settings["method"],
-        ratio=settings["ratio"],
-        ransac_px=settings["ransac_px"],
-        max_keypoints=settings["max_keypoints"],
-    )
-    return [
-        _pair_details(
-            matcher, img_a, img_b, try_mirror=settings["try_mirror"], min_side=settings["min_side"]
-        )
-        for img_a, img_b in pairs
-    ]
+def _details_chunk(pairs: list, cfg: _KeypointSettings) -> list[dict]:
+    """Worker: the matcher is built inside because OpenCV objects do not pickle."""
+    matcher = _Matcher(cfg)
+    return [matcher.pair(img_a, img_b) for img_a, img_b in pairs]
 
 
 def keypoint_details(
@@ -176,7 +187,8 @@ def keypoint_details(
     ratio: float = 0.75,
     try_mirror: bool = True,
     min_inliers: int = 4,
-    min_side: int = 256,
+    min_side: int = 0,
+    stretch: bool = True,
     ransac_px: float = 5.0,
     max_keypoints: int = 2000,
     n_jobs: int = 1,
@@ -197,7 +209,9 @@ def keypoint_details(
         ratio: Lowe's ratio-test threshold.
         try_mirror: also match against the left-right mirror of b and keep the larger count.
         min_inliers: inlier counts below this are set to 0 (chance agreements).
-        min_side: images whose short side is smaller are upscaled to it before detection.
+        min_side: images whose short side is smaller are upscaled to it before detection
+            (0: never).
+        stretch: stretch each image's grey levels (1st-99.5th percentile to 0-255) first.
         ransac_px: RANSAC reprojection threshold in pixels (of the upscaled image).
         max_keypoints: keypoints kept per image (bounds the time on large images).
         n_jobs: worker processes (joblib); 1 runs in this process.
@@ -210,19 +224,21 @@ def keypoint_details(
     if method not in KEYPOINT_METHODS:
         raise ValueError(f"method={method!r} is not one of {KEYPOINT_METHODS}")
     _check_sides(a, b)
-    settings = dict(method=method, ratio=ratio, try_mirror=try_mirror, min_side=min_side,
-                    ransac_px=ransac_px, max_keypoints=max_keypoints)  # fmt: skip
+    cfg = _KeypointSettings(
+        method=method, ratio=ratio, try_mirror=try_mirror, min_side=min_side, stretch=stretch,
+        ransac_px=ransac_px, max_keypoints=max_keypoints,
+    )  # fmt: skip
     pairs = list(zip(a, b, strict=True))
     chunks = [pairs[i : i + 16] for i in range(0, len(pairs), 16)]
     bar = tqdm(total=len(pairs), desc=f"{method} pairs", disable=not progress)
     rows: list[dict] = []
     if n_jobs == 1:
-        results = (_details_chunk(chunk, settings) for chunk in chunks)
+        results = (_details_chunk(chunk, cfg) for chunk in chunks)
     else:
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-        results = parallel(delayed(_details_chunk)(chunk, settings) for chunk in chunks)
+        results = parallel(delayed(_details_chunk)(chunk, cfg) for chunk in chunks)
     for chunk_rows in results:
         rows += chunk_rows
         bar.update(len(chunk_rows))
@@ -294,7 +310,7 @@ def load_clip(
     is_file = os.path.isfile(pretrained)
     if not is_file and not open_clip.get_pretrained_cfg(model_name, pretrained):
         tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise ValueError(f"pretrained={pretrained!r} is neither a file nor a tag of {model_name}: {tags}")
+        raise ValueError(f"pretrained={pretrained!r} is no file and no {model_name} tag: {tags}")
     offline = not is_file and not _hub_reachable()
     # without a network huggingface_hub retries for ~50 s; its offline flag makes it read the
     # cache and fail at once (the flag is read from this constant, not from the environment)
@@ -337,7 +353,8 @@ def clip_embed(
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        pixels = torch.stack([preprocess(Image.fromarray(np.asarray(im)).convert("RGB")) for im in batch])
+        pil = [Image.fromarray(np.asarray(im)).convert("RGB") for im in batch]
+        pixels = torch.stack([preprocess(im) for im in pil])
         with torch.inference_mode():
             emb = model.encode_image(pixels.to(device))
         out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy())

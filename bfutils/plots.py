@@ -47,11 +47,8 @@ def image_grid(images, titles, ncols: int = 8, size: float = 1.6):
 
 def gallery(manifest: pd.DataFrame, images, per_source: int = 8, seed: int = 0):
     """Sample images of every source name; returns ``(fig, data)``."""
-    rows = (
-        manifest.reset_index()
-        .groupby("source_name", group_keys=False)
-        .apply(lambda d: d.sample(min(per_source, len(d)), random_state=seed))
-    )
+    shuffled = manifest.reset_index().sample(frac=1.0, random_state=seed)
+    rows = shuffled.groupby("source_name").head(per_source).sort_values("source_name", kind="stable")
     titles = [f"{r.source_name}\n{r.image_id[-18:]}" for r in rows.itertuples()]
     fig = image_grid([images[i] for i in rows["index"]], titles, ncols=per_source)
     return fig, rows.drop(columns="index")
@@ -79,5 +76,21 @@ def pair_strip(pairs_df: pd.DataFrame, a, b, title_fn, ncols: int = 6):
         axes[0, k].set_title(title_fn(row), fontsize=6)
         axes[0, k].axis("off")
         axes[1, k].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def history(log: pd.DataFrame, title: str = ""):
+    """Loss terms and validation ROC-AUC per epoch, one panel each; returns the figure."""
+    import seaborn as sns
+
+    loss_cols = [c for c in log.columns if c.startswith("loss_")]
+    long = log.melt(id_vars=["phase", "epoch"], value_vars=loss_cols, var_name="term")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    sns.lineplot(data=long, x="epoch", y="value", hue="term", style="phase", ax=axes[0])
+    axes[0].set_yscale("log")
+    axes[0].set_title(f"{title} training loss terms")
+    sns.lineplot(data=log, x="epoch", y="val_roc_auc", hue="phase", marker="o", ax=axes[1])
+    axes[1].set_title(f"{title} validation ROC-AUC")
     fig.tight_layout()
     return fig

@@ -58,16 +58,14 @@ def build(
     """
     frames, arrays = [], []
     for spec in source_specs(sources, data_root):
-        rec = data.load_records(spec["source"], root=spec["root"], on_error=on_error)
+        rec, imgs = data.build_dataset([spec], size=image_size, on_error=on_error)
         if max_per_source and len(rec) > max_per_source:
             # subsample whole groups so a smaller set keeps the grouping intact
             groups = rec["group"].drop_duplicates().sample(frac=1.0, random_state=seed)
-            keep = groups[rec.groupby("group").size()[groups].cumsum().to_numpy() <= max_per_source]
-            rec = rec[rec["group"].isin(keep)]
-        imgs = data.load_images(rec, image_size, on_error=on_error)
-        if len(imgs) != len(rec):
-            raise RuntimeError(f"{spec['source']}: {len(rec)} records but {len(imgs)} images")
-        frames.append(rec.reset_index(drop=True))
+            sizes = rec.groupby("group").size()[groups].cumsum()
+            keep = rec["group"].isin(sizes.index[sizes.to_numpy() <= max_per_source]).to_numpy()
+            rec, imgs = rec[keep].reset_index(drop=True), imgs[keep]
+        frames.append(rec)
         arrays.append(imgs)
     manifest = pd.concat(frames, ignore_index=True)
     images = np.concatenate(arrays)

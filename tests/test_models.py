@@ -93,10 +93,8 @@ def test_forward_from_features_equals_forward(model, images):
 def test_encode_images_matches_model_features(model):
     rng = np.random.default_rng(0)
     stack = rng.integers(0, 256, size=(5, 64, 64, 3), dtype=np.uint8)
-    feats = encode_images(
-        model.encoder, norm=(model.mean.flatten().tolist(), model.std.flatten().tolist()),
-        images_uint8=stack, size=64, batch_size=2, progress=False,
-    )  # fmt: skip
+    norm = (model.mean.flatten().tolist(), model.std.flatten().tolist())
+    feats = encode_images(model.encoder, norm=norm, images_uint8=stack, size=64, batch_size=2)
     x = torch.from_numpy(stack).permute(0, 3, 1, 2).float() / 255
     assert feats.shape == (5, 512) and feats.dtype == np.float32
     np.testing.assert_allclose(feats, model.features(x).detach().numpy(), rtol=1e-4, atol=1e-5)
@@ -140,6 +138,12 @@ def test_lite0_offline_classifies_the_chelsea_cat(lite0, reference):
     feats = encode_images(encoder, norm=norm, images_uint8=cat, size=224, progress=False)
     with torch.no_grad():
         assert reference._fc(torch.from_numpy(feats)).argmax().item() == 285  # Egyptian cat
+
+
+def test_lite0_offline_adapts_to_one_channel():
+    encoder, _, norm = build_encoder("efficientnet_lite0", pretrained="lite0-offline", in_chans=1)
+    assert norm == ((0.5,), (0.5,))
+    assert encoder.eval()(torch.rand(2, 1, 32, 32)).shape == (2, 1280)
 
 
 def test_lite0_offline_only_for_efficientnet_lite0():
