@@ -109,6 +109,7 @@ class _KeypointSettings:
     stretch: bool
     ransac_px: float
     max_keypoints: int
+    transform: str
 
 
 class _Matcher:
@@ -140,11 +141,14 @@ class _Matcher:
         knn = self.matcher.knnMatch(des_a, des_b, k=2)
         ratio = self.cfg.ratio
         good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
-        if len(good) < 3:  # 2 points always fit a similarity exactly: nothing is verified
+        similarity = self.cfg.transform == "similarity"
+        fit = cv2.estimateAffinePartial2D if similarity else cv2.estimateAffine2D
+        # a similarity is fixed by 2 points and an affine map by 3: one more is needed to verify
+        if len(good) < (3 if similarity else 4):
             return len(good), 0
         src = pts_a[[m.queryIdx for m in good]]
         dst = pts_b[[m.trainIdx for m in good]]
-        model, mask = cv2.estimateAffinePartial2D(
+        model, mask = fit(
             src, dst, method=cv2.RANSAC, ransacReprojThreshold=self.cfg.ransac_px, maxIters=2000
         )
         return len(good), 0 if model is None else int(mask.sum())
@@ -191,6 +195,7 @@ def keypoint_details(
     stretch: bool = True,
     ransac_px: float = 5.0,
     max_keypoints: int = 2000,
+    transform: str = "similarity",
     n_jobs: int = 1,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -226,7 +231,7 @@ def keypoint_details(
     _check_sides(a, b)
     cfg = _KeypointSettings(
         method=method, ratio=ratio, try_mirror=try_mirror, min_side=min_side, stretch=stretch,
-        ransac_px=ransac_px, max_keypoints=max_keypoints,
+        ransac_px=ransac_px, max_keypoints=max_keypoints, transform=transform,
     )  # fmt: skip
     pairs = list(zip(a, b, strict=True))
     chunks = [pairs[i : i + 16] for i in range(0, len(pairs), 16)]

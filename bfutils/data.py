@@ -49,7 +49,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from bfutils import paths
@@ -242,7 +242,9 @@ def read_image_file(path: str | Path, *, page: int = 0, max_pixels: int = MAX_PI
     return _with_image(path, max_pixels, lambda im: _decode(im, page=page, path=path))
 
 
-def download(url: str, dest: str | Path, *, sha256: str | None = None, progress: bool = True):
+def download(
+    url: str, dest: str | Path, *, sha256: str | None = None, progress: bool = True
+) -> Path:
     """Download ``url`` to ``dest`` once, verifying its sha256 digest.
 
     Without ``sha256`` the digest of the first download is stored in ``<dest>.sha256`` (and
@@ -283,8 +285,15 @@ def download(url: str, dest: str | Path, *, sha256: str | None = None, progress:
 # ---------------------------------------------------------------------------------------------
 # Records and images: shared helpers
 
-_DEFAULTS = {"stack": "", "stack_kind": "", "axis": "", "pos": 0.0, "pos2": 0.0, "unit": "",
-             "path": ""}  # fmt: skip
+_DEFAULTS = {
+    "stack": "",
+    "stack_kind": "",
+    "axis": "",
+    "pos": 0.0,
+    "pos2": 0.0,
+    "unit": "",
+    "path": "",
+}
 
 
 def _row(**fields) -> dict:
@@ -337,11 +346,16 @@ def _pixels(row) -> np.ndarray:
 
 
 def _fit_square(image: np.ndarray, *, size: int, fit: str) -> np.ndarray:
+    """Scale so the long side (pad) or short side (crop) is ``size``; centre on black."""
     pil = Image.fromarray(image)
-    lanczos = Image.Resampling.LANCZOS
-    if fit == "pad":
-        return np.asarray(ImageOps.pad(pil, (size, size), method=lanczos, color=(0, 0, 0)))
-    return np.asarray(ImageOps.fit(pil, (size, size), method=lanczos))
+    width, height = pil.size
+    scale = size / (max(width, height) if fit == "pad" else min(width, height))
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # reducing_gap: a box reduction first, then Lanczos; still anti-aliased, about 2x faster.
+    pil = pil.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(pil, ((size - new[0]) // 2, (size - new[1]) // 2))  # < 0 offsets crop
+    return np.asarray(canvas)
 
 
 def _to_uint8(values: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
@@ -438,6 +452,8 @@ def _scan_images(root: Path, *, on_error, validate, limit, pages, glob="*", excl
         and not set(p.relative_to(root).parts) & set(exclude)
         and p.is_file()
     )
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {root}")
     found = []
     for path in files[:limit]:
         try:
@@ -524,9 +540,16 @@ def _volume_slice(vol: _Volume, axis: str, pos: float, frame: int = 0) -> np.nda
 
 
 def _embedded_records(
-    root=None, *, on_error="raise", slab=8, gap=2, min_fraction=0.10, tile=128, tile_gap=32,
+    root=None,
+    *,
+    on_error="raise",
+    slab=8,
+    gap=2,
+    min_fraction=0.10,
+    tile=128,
+    tile_gap=32,
     tile_min_fraction=0.5,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     if root is not None:
         raise ValueError("the embedded source ships with the packages and takes no root")
     slabbing = {"slab": slab, "gap": gap, "min_fraction": min_fraction}
@@ -546,13 +569,21 @@ def _mni_records(**slabbing) -> list[dict]:
         fraction = brain.mean(axis=tuple(a for a in range(3) if a != ax))
         for index, k in _slabs(fraction, **slabbing).items():
             for stack, resource, modality in _MNI:
-                rows.append(_row(
-                    image_id=f"embedded:mni:{stack}:{axis}:{index:03d}",
-                    group=f"embedded:mni:{axis}:slab{k:02d}", modality=modality,
-                    source="embedded", source_name=resource.split(":")[1], stack=stack,
-                    stack_kind="tissue", axis=axis, pos=_slice_pos(vols[stack], ax, index),
-                    unit="mm", path=resource,
-                ))  # fmt: skip
+                rows.append(
+                    _row(
+                        image_id=f"embedded:mni:{stack}:{axis}:{index:03d}",
+                        group=f"embedded:mni:{axis}:slab{k:02d}",
+                        modality=modality,
+                        source="embedded",
+                        source_name=resource.split(":")[1],
+                        stack=stack,
+                        stack_kind="tissue",
+                        axis=axis,
+                        pos=_slice_pos(vols[stack], ax, index),
+                        unit="mm",
+                        path=resource,
+                    )
+                )
     return rows
 
 
@@ -563,13 +594,21 @@ def _epi_records(**slabbing) -> list[dict]:
     rows = []
     for index, k in _slabs(fraction, **slabbing).items():
         for frame in range(vol.data.shape[3]):
-            rows.append(_row(
-                image_id=f"embedded:epi:t{frame}:axial:{index:03d}",
-                group=f"embedded:epi:axial:slab{k:02d}", modality="fmri_epi",
-                source="embedded", source_name="nibabel_example4d", stack=f"t{frame}",
-                stack_kind="frame", axis="axial", pos=_slice_pos(vol, 2, index), unit="mm",
-                path=_EPI,
-            ))  # fmt: skip
+            rows.append(
+                _row(
+                    image_id=f"embedded:epi:t{frame}:axial:{index:03d}",
+                    group=f"embedded:epi:axial:slab{k:02d}",
+                    modality="fmri_epi",
+                    source="embedded",
+                    source_name="nibabel_example4d",
+                    stack=f"t{frame}",
+                    stack_kind="frame",
+                    axis="axial",
+                    pos=_slice_pos(vol, 2, index),
+                    unit="mm",
+                    path=_EPI,
+                )
+            )
     return rows
 
 
@@ -593,8 +632,12 @@ def _tile_records(*, tile: int, gap: int, min_fraction: float) -> list[dict]:
     rows = []
     for name, modality in _SKIMAGE:
         image = _skimage_image(name)
-        common = {"modality": modality, "source": "embedded", "source_name": f"skimage_{name}",
-                  "stack": name}  # fmt: skip
+        common = {
+            "modality": modality,
+            "source": "embedded",
+            "source_name": f"skimage_{name}",
+            "stack": name,
+        }
         if min(image.shape[:2]) < 2 * tile:  # too small for a block (microaneurysms, 102 px)
             rows.append(
                 _row(
@@ -610,12 +653,18 @@ def _tile_records(*, tile: int, gap: int, min_fraction: float) -> list[dict]:
             bright = image[y : y + tile, x : x + tile].max(axis=-1) > 20
             if bright.mean() < min_fraction:  # the black surround of the fundus photograph
                 continue
-            rows.append(_row(
-                image_id=f"embedded:skimage:{name}:r{r}c{c}",
-                group=f"embedded:skimage:{name}:block{r // 2}-{c // 2}", axis="tile",
-                pos=r, pos2=c, unit="tile",
-                path=f"skimage:{name}[{y}:{y + tile},{x}:{x + tile}]", **common,
-            ))  # fmt: skip
+            rows.append(
+                _row(
+                    image_id=f"embedded:skimage:{name}:r{r}c{c}",
+                    group=f"embedded:skimage:{name}:block{r // 2}-{c // 2}",
+                    axis="tile",
+                    pos=r,
+                    pos2=c,
+                    unit="tile",
+                    path=f"skimage:{name}[{y}:{y + tile},{x}:{x + tile}]",
+                    **common,
+                )
+            )
     return rows
 
 
@@ -657,18 +706,26 @@ def _haxby_records(root=None, *, on_error="raise", subjects=(1,), bold=None, sli
     """One image per stimulus block (mean of its volumes); a few axial slices if 3-D."""
     rows = []
     for path in _haxby_bold_files(root, subjects=subjects, bold=bold):
-        data = _haxby_file(str(path))
-        n_z = next(iter(data.means.values())).shape[2]
-        for block, z in itertools.product(data.blocks, _central_slices(n_z, slices)):
+        series = _haxby_file(str(path))
+        n_z = next(iter(series.means.values())).shape[2]
+        for block, z in itertools.product(series.blocks, _central_slices(n_z, slices)):
             suffix = "" if z is None else f":z{z:02d}"
-            rows.append(_row(
-                image_id=f"haxby:{block.subject}:{block.run}:block{block.index:02d}:"
-                f"{block.label}{suffix}",
-                group=f"haxby:{block.subject}:{block.run}", modality="fmri_bold",
-                source="haxby", source_name="haxby2001", stack=block.run, axis="time",
-                pos=block.index, pos2=0.0 if z is None else data.z_origin + z * data.z_zoom,
-                unit="block", path=str(path),
-            ))  # fmt: skip
+            rows.append(
+                _row(
+                    image_id=f"haxby:{block.subject}:{block.run}:block{block.index:02d}:"
+                    f"{block.label}{suffix}",
+                    group=f"haxby:{block.subject}:{block.run}",
+                    modality="fmri_bold",
+                    source="haxby",
+                    source_name="haxby2001",
+                    stack=block.run,
+                    axis="time",
+                    pos=block.index,
+                    pos2=0.0 if z is None else series.z_origin + z * series.z_zoom,
+                    unit="block",
+                    path=str(path),
+                )
+            )
     return rows
 
 
@@ -708,17 +765,19 @@ def _haxby_file(bold: str) -> _HaxbyFile:
     if img.ndim != 4:
         raise ValueError(f"haxby: {bold} is not a 4-D BOLD series (shape {img.shape})")
     blocks = _haxby_blocks(Path(bold), n_volumes=img.shape[3], tr=_repetition_time(img, bold))
-    data = img.get_fdata(dtype=np.float32)
+    series = img.get_fdata(dtype=np.float32)
     means = {}
     for run in dict.fromkeys(b.run for b in blocks):
         run_blocks = [b for b in blocks if b.run == run]
         # One intensity scale per run, so the blocks of a run stay comparable.
-        stack = _to_uint8(np.stack([data[..., b.start : b.stop].mean(-1) for b in run_blocks]))
+        stack = _to_uint8(np.stack([series[..., b.start : b.stop].mean(-1) for b in run_blocks]))
         means.update(
             {(b.run, b.index): volume for b, volume in zip(run_blocks, stack, strict=True)}
         )
     zooms = img.header.get_zooms()
-    return _HaxbyFile(tuple(blocks), means, float(img.affine[2, 3]), float(zooms[2]))
+    return _HaxbyFile(
+        blocks=tuple(blocks), means=means, z_origin=float(img.affine[2, 3]), z_zoom=float(zooms[2])
+    )
 
 
 def _repetition_time(img, bold: str) -> float:
@@ -739,10 +798,16 @@ def _haxby_blocks(bold: Path, *, n_volumes: int, tr: float) -> list[_Block]:
         name = f"run{run[1]}" if run else bold.parent.name
         events = _openfmri_events(bold.parent)
         blocks = [
-            _Block(bold.parents[2].name, name, i, label, round(onset / tr),
-                   min(round((onset + duration) / tr), n_volumes))
+            _Block(
+                subject=bold.parents[2].name,
+                run=name,
+                index=i,
+                label=label,
+                start=round(onset / tr),
+                stop=min(round((onset + duration) / tr), n_volumes),
+            )
             for i, (onset, duration, label) in enumerate(events)
-        ]  # fmt: skip
+        ]
     empty = [b for b in blocks if b.stop <= b.start]
     if empty:
         raise ValueError(f"haxby: blocks outside the {n_volumes} volumes of {bold}: {empty[:3]}")
@@ -761,7 +826,16 @@ def _blocks_from_labels(path: Path, *, subject: str, n_volumes: int) -> list[_Bl
         if labels[start] == "rest":
             continue
         run = f"run{int(chunks[start]) + 1:03d}"
-        blocks.append(_Block(subject, run, count[run], labels[start], int(start), int(stop)))
+        blocks.append(
+            _Block(
+                subject=subject,
+                run=run,
+                index=count[run],
+                label=labels[start],
+                start=int(start),
+                stop=int(stop),
+            )
+        )
         count[run] += 1
     return blocks
 
@@ -787,15 +861,17 @@ def _openfmri_events(run_dir: Path) -> list[tuple[float, float, str]]:
     names = {cond: label.strip() for t, cond, label in lines if t == task}
     events = []
     for file in sorted(onsets.glob("cond*.txt")):
-        events += [(float(r[0]), float(r[1]), names.get(file.stem, file.stem))
-                   for r in np.loadtxt(file, ndmin=2)]  # fmt: skip
+        events += [
+            (float(r[0]), float(r[1]), names.get(file.stem, file.stem))
+            for r in np.loadtxt(file, ndmin=2)
+        ]
     return sorted(events)
 
 
 def _haxby_pixels(row) -> np.ndarray:
-    data = _haxby_file(row.path)
-    volume = data.means[(row.stack, int(row.pos))]
-    z = 0 if volume.shape[2] == 1 else int(round((row.pos2 - data.z_origin) / data.z_zoom))
+    series = _haxby_file(row.path)
+    volume = series.means[(row.stack, int(row.pos))]
+    z = 0 if volume.shape[2] == 1 else int(round((row.pos2 - series.z_origin) / series.z_zoom))
     return _gray_to_rgb(np.rot90(volume[:, :, z]))
 
 
@@ -825,9 +901,17 @@ def _group_key(group_by: str, pattern: str | None) -> Callable[[Path, Path], str
 
 
 def _folder_records(
-    root=None, *, on_error="raise", group_by="subfolder", pattern=None, modality="unknown",
-    name=None, limit=None, pages="all", validate=True,
-) -> list[dict]:  # fmt: skip
+    root=None,
+    *,
+    on_error="raise",
+    group_by="subfolder",
+    pattern=None,
+    modality="unknown",
+    name=None,
+    limit=None,
+    pages="all",
+    validate=True,
+) -> list[dict]:
     """Any folder of images, grouped by sub-folder, by a file-name regex, or per file."""
     if root is None:
         raise ValueError("the folder source needs root=<directory of images>")
@@ -837,13 +921,21 @@ def _folder_records(
     rows = []
     for path, page, n_pages in found:
         group, paged = key(path, root), n_pages > 1
-        rows.append(_row(
-            image_id=f"folder:{name}/{path.relative_to(root).as_posix()}"
-            + (f"#p{page}" if paged else ""),
-            group=f"folder:{name}/{group}", modality=modality, source="folder",
-            source_name=name, stack=group, axis="page" if paged else "", pos=page,
-            unit="page" if paged else "", path=str(path),
-        ))  # fmt: skip
+        rows.append(
+            _row(
+                image_id=f"folder:{name}/{path.relative_to(root).as_posix()}"
+                + (f"#p{page}" if paged else ""),
+                group=f"folder:{name}/{group}",
+                modality=modality,
+                source="folder",
+                source_name=name,
+                stack=group,
+                axis="page" if paged else "",
+                pos=page,
+                unit="page" if paged else "",
+                path=str(path),
+            )
+        )
     return rows
 
 
@@ -855,8 +947,15 @@ def _dsb_records(root=None, *, on_error="raise", limit=None, sibling_threshold=0
     average-linkage clusters of log intensity statistics closer than ``sibling_threshold``.
     """
     root = _fetch("dsb2018") if root is None else _existing_dir(root, "dsb2018")
-    found = _scan_images(root, on_error=on_error, validate=False, limit=limit, pages="first",
-                         glob="*.png", exclude=("masks",))  # fmt: skip
+    found = _scan_images(
+        root,
+        on_error=on_error,
+        validate=False,
+        limit=limit,
+        pages="first",
+        glob="*.png",
+        exclude=("masks",),
+    )
     stats = []
     for path, _, _ in found:
         try:
@@ -870,11 +969,17 @@ def _dsb_records(root=None, *, on_error="raise", limit=None, sibling_threshold=0
     rows = []
     for t in table.itertuples():
         stack = f"{t.shape}:{t.cluster:03d}"
-        rows.append(_row(
-            image_id=f"dsb2018:{t.path.stem}", group=f"dsb2018:{stack}:{t.modality}",
-            modality=t.modality, source="dsb2018", source_name="bbbc038_stage1_train",
-            stack=stack, path=str(t.path),
-        ))  # fmt: skip
+        rows.append(
+            _row(
+                image_id=f"dsb2018:{t.path.stem}",
+                group=f"dsb2018:{stack}:{t.modality}",
+                modality=t.modality,
+                source="dsb2018",
+                source_name="bbbc038_stage1_train",
+                stack=stack,
+                path=str(t.path),
+            )
+        )
     return rows
 
 
@@ -906,16 +1011,26 @@ def _clusters(features: np.ndarray, threshold: float) -> np.ndarray:
 def _bccd_records(root=None, *, on_error="raise", limit=None, block=10, validate=True):
     """BCCD smear photographs; consecutive captures (file number // block) share a group."""
     root = _fetch("bccd") if root is None else _existing_dir(root, "bccd")
-    found = _scan_images(root, on_error=on_error, validate=validate, limit=limit, pages="first",
-                         glob="BloodImage_*")  # fmt: skip
+    found = _scan_images(
+        root, on_error=on_error, validate=validate, limit=limit, pages="first", glob="BloodImage_*"
+    )
     rows = []
     for path, _, _ in found:
         frame = int(re.search(r"(\d+)$", path.stem)[1])
-        rows.append(_row(
-            image_id=f"bccd:{path.stem}", group=f"bccd:smear{frame // block:03d}",
-            modality="blood_smear", source="bccd", source_name="bccd", stack="smear",
-            axis="time", pos=frame, unit="frame", path=str(path),
-        ))  # fmt: skip
+        rows.append(
+            _row(
+                image_id=f"bccd:{path.stem}",
+                group=f"bccd:smear{frame // block:03d}",
+                modality="blood_smear",
+                source="bccd",
+                source_name="bccd",
+                stack="smear",
+                axis="time",
+                pos=frame,
+                unit="frame",
+                path=str(path),
+            )
+        )
     return rows
 
 

@@ -322,6 +322,8 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
             sched.step()
             for key, v in out.items():
                 sums[key] = sums.get(key, 0.0) + v.item() / cfg.steps_per_epoch
+        if world > 1:
+            _sync_from_rank0(model)  # BatchNorm running stats drift apart between ranks
         val = data.eval_logits_or_cos(model, "val", phase.score)
         auc = metrics.roc_auc(data.val_labels, val)
         row = {"phase": phase.name, "epoch": epoch, "lr": sched.get_last_lr()[0],
@@ -340,6 +342,15 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return best
+
+
+def _sync_from_rank0(model):
+    """Copy every parameter and buffer of rank 0 to the other ranks, in place."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            dist.broadcast(t, src=0)
 
 
 def _clone(state):
