@@ -450,6 +450,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None, help="encoder weights (default: random init)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     return parser
 
 
@@ -458,6 +459,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = vars(parser.parse_args(argv))
     args.pop("command")
+    threads = args.pop("threads")
+    if threads is not None:
+        if threads < 1:
+            parser.exit(2, f"bench train: --threads must be >= 1, got {threads}\n")
+        torch.set_num_threads(threads)  # this process only: it is the benchmark's own
     try:
         rows = benchmark_train(**args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:

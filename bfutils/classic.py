@@ -27,6 +27,9 @@ from tqdm.auto import tqdm
 HASH_METHODS = ("phash", "dhash", "whash", "ahash")
 KEYPOINT_METHODS = ("sift", "orb")
 HUB_HOST = "huggingface.co"
+DETAIL_COLUMNS = [
+    "inliers", "matches", "mirror_won", "inliers_direct", "inliers_mirror", "keypoints_a", "seconds"
+]  # fmt: skip
 
 
 class BaselineUnavailable(RuntimeError):
@@ -37,17 +40,22 @@ class BaselineUnavailable(RuntimeError):
         self.reason = reason
 
 
+def _check_images(images: Sequence[np.ndarray], name: str) -> None:
+    """Every image is a uint8 H x W or H x W x 3 array; the error names ``name[i]``."""
+    for i, img in enumerate(images):
+        img = np.asarray(img)
+        if img.dtype != np.uint8:
+            raise ValueError(f"{name}[{i}] has dtype {img.dtype}; expected uint8")
+        if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+            raise ValueError(f"{name}[{i}] has shape {img.shape}; expected H x W or H x W x 3")
+
+
 def _check_sides(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> None:
-    """Both sides hold the same number of uint8 H x W or H x W x 3 images."""
+    """Both sides hold the same number of valid images."""
     if len(a) != len(b):
         raise ValueError(f"a has {len(a)} images but b has {len(b)}; pairs need one of each")
-    for name, side in (("a", a), ("b", b)):
-        for i, img in enumerate(side):
-            img = np.asarray(img)
-            if img.dtype != np.uint8:
-                raise ValueError(f"{name}[{i}] has dtype {img.dtype}; expected uint8")
-            if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-                raise ValueError(f"{name}[{i}] has shape {img.shape}; expected H x W or H x W x 3")
+    _check_images(a, "a")
+    _check_images(b, "b")
 
 
 # ----------------------------------------------------------------------------- hashes
@@ -248,7 +256,7 @@ def keypoint_details(
         rows += chunk_rows
         bar.update(len(chunk_rows))
     bar.close()
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=DETAIL_COLUMNS)
     table.loc[table["inliers"] < min_inliers, "inliers"] = 0
     return table
 
@@ -278,6 +286,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` is set now (huggingface_hub itself only reads it at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def load_clip(
@@ -316,7 +329,7 @@ def load_clip(
     if not is_file and not open_clip.get_pretrained_cfg(model_name, pretrained):
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         raise ValueError(f"pretrained={pretrained!r} is no file and no {model_name} tag: {tags}")
-    offline = not is_file and not _hub_reachable()
+    offline = not is_file and (_offline_requested() or not _hub_reachable())
     # without a network huggingface_hub retries for ~50 s; its offline flag makes it read the
     # cache and fail at once (the flag is read from this constant, not from the environment)
     if offline:
@@ -354,7 +367,7 @@ def clip_embed(
     import torch
     from PIL import Image
 
-    _check_sides(images, images)
+    _check_images(images, "images")
     out = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]

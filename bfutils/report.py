@@ -1,0 +1,160 @@
+"""Tables and figure data of notebook 05, built from the run's prediction files only."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from bfutils import metrics, paths, results
+
+ORDER = ["joint", "sequential", "fused", "barlow_twins", "simclr", "bce_only", "clip",
+         "imagenet_cnn", "phash", "dhash", "whash", "ahash", "keypoints"]  # fmt: skip
+
+
+def _ordered(names) -> list[str]:
+    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+
+def main_table(preds: dict, status: pd.DataFrame | None, n_boot: int, seed: int) -> pd.DataFrame:
+    """One row per model: metrics of those that ran, ``not run: ...`` for the others."""
+    rows = [results.summary(preds[m], m, n_boot=n_boot, seed=seed) for m in _ordered(preds)]
+    if status is not None:
+        for r in status.itertuples():
+            if r.model not in preds:
+                rows.append({"model": r.model, "status": r.status})
+    table = metrics.metrics_table(rows)
+    if status is not None:
+        table = table.merge(status[["model", "seconds"]], on="model", how="left")
+    return table
+
+
+def thresholds(table: pd.DataFrame) -> dict:
+    """Validation-chosen threshold per model that ran."""
+    ok = table[table["status"] == "ok"]
+    return dict(zip(ok["model"], ok["threshold"], strict=True))
+
+
+def _test(preds: dict) -> dict:
+    return {m: p[p["split"] == "test"] for m, p in preds.items()}
+
+
+def roc_data(preds: dict) -> pd.DataFrame:
+    """Test ROC curve points of every model (``model, fpr, tpr, auc``)."""
+    frames = []
+    for m, t in _test(preds).items():
+        fpr, tpr, _ = roc_curve(t["label"], t["score"])
+        auc = metrics.roc_auc(t["label"].to_numpy(), t["score"].to_numpy())
+        frames.append(pd.DataFrame({"model": m, "fpr": fpr, "tpr": tpr, "auc": auc}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def score_data(preds: dict) -> pd.DataFrame:
+    """Test scores with the pair kind (positive / easy / hard)."""
+    frames = []
+    for m, t in _test(preds).items():
+        kind = np.where(t["label"] == 1, "positive", t["negative_kind"])
+        frames.append(pd.DataFrame({"model": m, "kind": kind, "score": t["score"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def recall_by_family(preds: dict, thr: dict) -> pd.DataFrame:
+    """Recall per alteration family per model at its validation threshold (long format)."""
+    frames = [
+        metrics.recall_by_family(t, threshold=thr[m]).assign(model=m)
+        for m, t in _test(preds).items()
+        if m in thr
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def fpr_by_kind(preds: dict, thr: dict) -> pd.DataFrame:
+    """False-positive rate on easy vs hard negatives per model at its validation threshold."""
+    frames = [
+        metrics.fpr_by_kind(t, threshold=thr[m]).assign(model=m)
+        for m, t in _test(preds).items()
+        if m in thr
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def auc_by_detail(preds: dict) -> pd.DataFrame:
+    """Test ROC-AUC against each hard-negative detail, coarsened to its distance class."""
+    frames = []
+    for m, t in _test(preds).items():
+        t = t.assign(detail=t["hard_detail"].map(coarse_detail))
+        frames.append(metrics.auc_by(t, by="detail").assign(model=m))
+    return pd.concat(frames, ignore_index=True)
+
+
+def coarse_detail(detail: str) -> str:
+    """``tissue,slice+4mm`` -> ``tissue+slice``; ``slice+2.2mm`` -> ``slice 2-3mm``...
+
+    Hard negatives of the same kind at similar distance are pooled so each cell of the
+    breakdown holds enough pairs to mean something.
+    """
+    if not detail:
+        return "easy"
+    parts = detail.split(",")
+    if len(parts) > 1:
+        return "+".join(re.sub(r"\+.*", "", p) for p in parts)
+    m = re.fullmatch(r"slice\+([\d.]+)mm", detail)
+    if m:
+        d = float(m.group(1))
+        return "slice <=2.2mm" if d <= 2.2 else ("slice 4-6.6mm" if d <= 6.6 else "slice >6.6mm")
+    return re.sub(r"\+\d+$", "", detail) if detail.startswith(("frame", "block")) else detail
+
+
+def hardest(preds: dict, thr: dict, model: str, n: int = 6) -> pd.DataFrame:
+    """The highest-scoring negatives and lowest-scoring positives of one model (test)."""
+    t = _test(preds)[model]
+    fp = t[t["label"] == 0].nlargest(n, "score").assign(error="false positive")
+    fn = t[t["label"] == 1].nsmallest(n, "score").assign(error="false negative")
+    out = pd.concat([fp, fn])
+    return out.assign(threshold=thr.get(model, np.nan))
+
+
+def write_tables(table: pd.DataFrame, folder: Path | None = None) -> dict:
+    """``metrics_table.csv``, ``.md`` and ``.tex`` in ``figures/``."""
+    folder = Path(folder or paths.FIGURES)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "metrics_table.csv", index=False)
+    metrics.to_markdown(table, folder / "metrics_table.md")
+    metrics.to_latex(table, folder / "metrics_table.tex")
+    return {k: folder / f"metrics_table.{k}" for k in ("csv", "md", "tex")}
+
+
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path | None = None):
+    """Replace the README's results block with the tables of ``run_dir`` (generated, not typed)."""
+    readme = Path(readme or paths.ROOT / "README.md")
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block")
+    timings = Path(run_dir) / "timings.tsv"
+    when = pd.Timestamp.fromtimestamp(Path(run_dir).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    block = [README_START, "", f"Run `{Path(run_dir).name}` ({when}), written by notebook 05.", ""]
+    block += [table_md.strip(), ""]
+    if extra_md:
+        block += [extra_md.strip(), ""]
+    if timings.exists():
+        t = pd.read_csv(timings, sep="\t")
+        block += [f"Notebook wall times: " + ", ".join(
+            f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples()) + ".", ""]
+    block.append(README_END)
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + "\n".join(block) + tail)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub pipe table of any small frame (pandas' own needs the tabulate package)."""
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
