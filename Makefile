@@ -24,8 +24,13 @@ pipeline: $(STAMP)
 	$(PY) -m bfutils.pipeline --profile $(PROFILE)
 
 # HF_HUB_OFFLINE: a failed hub look-up fails at once instead of retrying for a minute.
+# The notebooks run with their defaults into runs/nbval (data, figures and outputs included),
+# so a test run never overwrites the pipeline's data/processed or figures/.
+NBVAL_DIR := $(CURDIR)/runs/nbval
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval --nbval-current-env tests notebooks
+	rm -rf $(NBVAL_DIR)
+	HF_HUB_OFFLINE=1 BFUTILS_RUN_DIR=$(NBVAL_DIR) BFUTILS_DATA=$(NBVAL_DIR)/data \
+	  BFUTILS_FIGURES=$(NBVAL_DIR)/figures $(PY) -m pytest --nbval --nbval-current-env tests notebooks
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" tests

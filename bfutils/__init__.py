@@ -1,3 +1,3 @@
-"""bfutils: helpers for notebooks that tell whether one biological image was derived from another."""
+"""bfutils: helpers for notebooks that tell whether a biological image was derived from another."""
 
 __version__ = "0.1.0"

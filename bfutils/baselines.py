@@ -62,7 +62,9 @@ def keypoints(eval_sets, method="sift", n_jobs=1):
 
 def clip(eval_sets, model_name, pretrained, device="cpu"):
     """CLIP image-tower cosine; raises :class:`classic.BaselineUnavailable` without weights."""
-    model, preprocess = classic.load_clip(model_name=model_name, pretrained=pretrained, device=device)
+    model, preprocess = classic.load_clip(
+        model_name=model_name, pretrained=pretrained, device=device
+    )
 
     def score(a, b):
         ea = classic.clip_embed(model, preprocess, a, device=device)
@@ -104,7 +106,9 @@ def fused(pair_pred: pd.DataFrame, details: pd.DataFrame, seed: int = 0):
     test_scores = lr.predict_proba(test[FUSE_COLUMNS].to_numpy())[:, 1]
     cols = ["pair_id", "split", "label", "family", "negative_kind", "hard_detail"]
     out = pd.concat([val[cols].assign(score=val_scores), test[cols].assign(score=test_scores)])
-    coef = dict(zip(FUSE_COLUMNS, lr[-1].coef_[0], strict=True)) | {"intercept": lr[-1].intercept_[0]}
+    coef = dict(zip(FUSE_COLUMNS, lr[-1].coef_[0], strict=True)) | {
+        "intercept": lr[-1].intercept_[0]
+    }
     return out.assign(model="fused").reset_index(drop=True), coef
 
 

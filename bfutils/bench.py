@@ -33,17 +33,23 @@ do: pair sampling (planning pairs with pandas, choosing hard-negative partners),
 check and an ``.item()`` per loss term every step, the scheduler). ``draw %`` is the share of our
 step time spent inside ``bfutils.train._draw``, i.e. the data part of that overhead on its own.
 
-Memory: on CUDA the allocator's peak (``torch.cuda.max_memory_allocated``); on the CPU the peak
-resident set size of the whole process (``resource.getrusage``), reset before each row through
-``/proc/self/clear_refs`` on Linux, so it includes the interpreter, torch and the data set.
-``step +MB`` is that peak minus the memory in use when the row started: what the steps add.
-Both are taken over warm-up and timed steps; the setup (model, data provider, cache) is not.
-Timing excludes warm-up steps; every model is built after ``torch.manual_seed(seed)``.
+Timing: each row is built and run for ``warmup`` untimed steps on its own; then the rows take
+turns, one step each, for ``steps`` rounds, so a busy shared machine slows them alike, and
+images/s and ms/step use the median step time. Every model is built after
+``torch.manual_seed(seed)``.
+
+Memory, measured over a row's warm-up steps: on CUDA the allocator's peak
+(``torch.cuda.max_memory_allocated``); on the CPU the peak resident set size of the process
+(``resource.getrusage``), reset before each row through ``/proc/self/clear_refs`` on Linux after
+freed heap pages are returned with ``malloc_trim``. ``peak MB`` thus includes the interpreter,
+torch, the data set and the rows built before; ``step +MB`` is the peak minus the memory in use
+when the row's warm-up started: what its training steps add. Setup (model, cache) is not counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import math
 import resource
@@ -122,6 +128,14 @@ def _eval_sets(manifest, images, n_pairs: int, seed: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- memory
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc), so RSS counts live memory, not old rows'."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS may include freed memory
+        pass
+
+
 def _reset_peak_rss() -> bool:
     """Reset the process's peak RSS (Linux >= 4.0); False where that is not possible."""
     try:
@@ -159,6 +173,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated() / MB
         else:
+            _release_freed_memory()
             if not _reset_peak_rss():
                 self.kind = "process peak RSS since start (could not reset)"
             self.start = _rss_mb()
@@ -293,33 +308,51 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(step: Step, settings: Settings) -> dict:
-    """Run warm-up steps, then time ``settings.steps`` steps; memory over both.
+def warm_up(step: Step, settings: Settings) -> dict:
+    """Run the untimed warm-up steps of one row alone, measuring its peak memory.
 
     Returns:
-        ``{"images_per_s", "ms_per_step", "draw_share", "peak_mb", "step_mb", "memory"}``.
+        ``{"peak_mb", "step_mb", "memory"}``.
     """
     with _PeakMemory(settings.device) as mem:
         for _ in range(settings.warmup):
             step()
         _sync(settings.device)
-        images, drawn, t0 = 0, 0.0, time.perf_counter()
-        for _ in range(settings.steps):
-            n, d = step()
-            images, drawn = images + n, drawn + d
-        _sync(settings.device)
-        seconds = time.perf_counter() - t0
-    return {
-        "images_per_s": images / seconds, "ms_per_step": 1000 * seconds / settings.steps,
-        "draw_share": drawn / seconds, "peak_mb": mem.peak, "memory": mem.kind,
-        "step_mb": max(0.0, mem.peak - mem.start),  # RSS and peak are read by different calls
-    }  # fmt: skip
+    # RSS and its peak come from different calls: clip the rounding below zero
+    return {"peak_mb": mem.peak, "step_mb": max(0.0, mem.peak - mem.start), "memory": mem.kind}
 
 
-def _row(variant: str, path: str, setup: tuple[Step, float], settings: Settings) -> dict:
+def time_interleaved(steps: list[Step], settings: Settings) -> list[dict]:
+    """Time ``settings.steps`` steps of every row, round-robin.
+
+    Interleaving gives every row the same share of whatever else the machine is doing (on a
+    shared machine, timing rows one after another made the first row up to 2x slower or
+    faster); the median step time ignores the bursts that remain.
+
+    Returns:
+        One ``{"images_per_s", "ms_per_step", "draw_share"}`` per step function.
+    """
+    seconds = [[] for _ in steps]
+    images, drawn = [0] * len(steps), [0.0] * len(steps)
+    for _ in range(settings.steps):
+        for k, step in enumerate(steps):
+            t0 = time.perf_counter()
+            images[k], d = step()
+            _sync(settings.device)
+            seconds[k].append(time.perf_counter() - t0)
+            drawn[k] += d
+    out = []
+    for k in range(len(steps)):
+        median = float(np.median(seconds[k]))
+        out.append({"images_per_s": images[k] / median, "ms_per_step": 1000 * median,
+                    "draw_share": drawn[k] / sum(seconds[k])})  # fmt: skip
+    return out
+
+
+def _warm_row(variant: str, path: str, setup: tuple[Step, float], settings: Settings) -> dict:
     step, setup_s = setup
-    row = {"variant": variant, "path": path, "ours": variant.startswith("ours")}
-    return row | measure(step, settings) | {"setup_s": setup_s}
+    row = {"variant": variant, "path": path, "ours": variant.startswith("ours"), "step": step}
+    return row | warm_up(step, settings) | {"setup_s": setup_s}
 
 
 def _add_ratios(rows: list[dict]) -> list[dict]:
@@ -337,8 +370,11 @@ def _check_args(batch_size: int, steps: int, warmup: int, input_size: int, cache
             f"batch_size must be at least 2 (BatchNorm and the Barlow Twins loss take batch "
             f"statistics), got {batch_size}"
         )
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    if steps < 1 or warmup < 1:
+        raise ValueError(
+            f"steps and warmup must be >= 1 (warm-up steps measure memory), got steps={steps}, "
+            f"warmup={warmup}"
+        )
     if input_size < 8:
         raise ValueError(f"input_size must be at least 8 pixels, got {input_size}")
     if cache_views < 2:
@@ -393,18 +429,18 @@ def benchmark_train(
         cache_views=cache_views, device=device, seed=seed,
     )  # fmt: skip
     settings = Settings(steps=steps, warmup=warmup, device=device)
-    rows = [
-        _row("bare pixel", "pixel", bare_step(cfg, device), settings),
-        _row("ours pixel", "pixel", ours_step(cfg, manifest, images, eval_sets, device), settings),
+    fcfg = replace(cfg, freeze_backbone=True)
+    # built and warmed one at a time, so each row's memory is measured without the next one
+    makers = [
+        ("bare pixel", "pixel", lambda: bare_step(cfg, device)),
+        ("ours pixel", "pixel", lambda: ours_step(cfg, manifest, images, eval_sets, device)),
+        ("bare frozen pixels", "frozen_pixels", lambda: bare_step(fcfg, device)),
+        ("bare cached", "cached", lambda: bare_step(fcfg, device, features=True)),
+        ("ours cached", "cached", lambda: ours_step(fcfg, manifest, images, eval_sets, device)),
     ]
-    if frozen:
-        fcfg = replace(cfg, freeze_backbone=True)
-        rows += [
-            _row("bare frozen pixels", "frozen_pixels", bare_step(fcfg, device), settings),
-            _row("bare cached", "cached", bare_step(fcfg, device, features=True), settings),
-            _row("ours cached", "cached",
-                 ours_step(fcfg, manifest, images, eval_sets, device), settings),
-        ]  # fmt: skip
+    rows = [_warm_row(v, p, make(), settings) for v, p, make in makers[: 5 if frozen else 2]]
+    timed = time_interleaved([r.pop("step") for r in rows], settings)
+    rows = [r | t for r, t in zip(rows, timed, strict=True)]
     return _add_ratios(rows)
 
 

@@ -110,7 +110,9 @@ def hard_detail(ra: pd.Series, rb: pd.Series) -> str:
     if ra["axis"] != rb["axis"]:
         parts.append("axis")
     elif ra["unit"]:
-        d = max(abs(float(ra["pos"]) - float(rb["pos"])), abs(float(ra["pos2"]) - float(rb["pos2"])))
+        d = max(
+            abs(float(ra["pos"]) - float(rb["pos"])), abs(float(ra["pos2"]) - float(rb["pos2"]))
+        )
         if d > 0:
             noun = _UNIT_NOUN.get(ra["unit"], ra["unit"])
             parts.append(f"{noun}+{d:g}{'mm' if ra['unit'] == 'mm' else ''}")
@@ -193,7 +195,9 @@ class PairPlanner:
         if not len(mates):
             return None
         # prefer the near neighbours: the closer, the more a distinct image can pass for a copy
-        w = np.array([1.0 / _steps(self.m.iloc[i], self.m.iloc[j], self.cfg.step_mm) for j in mates])
+        w = np.array(
+            [1.0 / _steps(self.m.iloc[i], self.m.iloc[j], self.cfg.step_mm) for j in mates]
+        )
         return int(rng.choice(mates, p=w / w.sum()))
 
     def _easy_partner(self, i: int, rng: np.random.Generator) -> int:
@@ -225,7 +229,8 @@ class PairPlanner:
             "image_a": ra["image_id"], "image_b": rb["image_id"], "label": label,
             "family": alt_b.family if alt_b else (alt_a.family if alt_a else ""),
             "family_a": alt_a.family if (alt_a and alt_b) else "",
-            "alter_a": alt_a.to_json() if alt_a else "", "alter_b": alt_b.to_json() if alt_b else "",
+            "alter_a": alt_a.to_json() if alt_a else "",
+            "alter_b": alt_b.to_json() if alt_b else "",
             "negative_kind": kind, "hard_detail": detail,
             "group_a": ra["group"], "group_b": rb["group"],
             "modality_a": ra["modality"], "modality_b": rb["modality"],
@@ -335,7 +340,9 @@ class PairSampler:
 def save_pairs(pairs: pd.DataFrame, a: np.ndarray, b: np.ndarray, folder, split: str) -> None:
     """Write ``pairs_<split>.csv`` and the materialized pixels ``pairs_<split>.npz``."""
     pairs.to_csv(folder / f"pairs_{split}.csv", index=False)
-    np.savez_compressed(folder / f"pairs_{split}.npz", a=a, b=b, pair_id=pairs["pair_id"].to_numpy(dtype=str))
+    np.savez_compressed(
+        folder / f"pairs_{split}.npz", a=a, b=b, pair_id=pairs["pair_id"].to_numpy(dtype=str)
+    )
 
 
 def load_pairs(folder, split: str):

@@ -13,15 +13,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 """Project root (the folder holding ``pyproject.toml``)."""
 
-DATA = Path(os.environ.get("BFUTILS_DATA", ROOT / "data"))
+
+def _env_path(name: str, default: Path) -> Path:
+    """A folder from an environment variable; a relative value is taken from the project root."""
+    value = os.environ.get(name)
+    return (
+        default if not value else (ROOT / value if not Path(value).is_absolute() else Path(value))
+    )
+
+
+DATA = _env_path("BFUTILS_DATA", ROOT / "data")
 RAW = DATA / "raw"
 PROCESSED = DATA / "processed"
-FIGURES = Path(os.environ.get("BFUTILS_FIGURES", ROOT / "figures"))
-RUNS = Path(os.environ.get("BFUTILS_RUNS", ROOT / "runs"))
+FIGURES = _env_path("BFUTILS_FIGURES", ROOT / "figures")
+RUNS = _env_path("BFUTILS_RUNS", ROOT / "runs")
 NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 
-SHARED_DATA = Path(os.environ.get("BFUTILS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = _env_path("BFUTILS_SHARED_DATA", ROOT.parent / "shared" / "data")
 """Read-only real data beside the project (``../shared/data``); never copied into the repo."""
 
 
@@ -36,8 +45,7 @@ def run_dir(name: str | None = None) -> Path:
     ``BFUTILS_RUN_DIR`` (set by :mod:`bfutils.pipeline`) wins; otherwise ``runs/<name>``,
     default ``runs/interactive`` for people stepping through the notebooks in JupyterLab.
     """
-    env = os.environ.get("BFUTILS_RUN_DIR")
-    path = Path(env) if env else RUNS / (name or "interactive")
+    path = _env_path("BFUTILS_RUN_DIR", RUNS / (name or "interactive"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

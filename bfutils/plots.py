@@ -48,7 +48,9 @@ def image_grid(images, titles, ncols: int = 8, size: float = 1.6):
 def gallery(manifest: pd.DataFrame, images, per_source: int = 8, seed: int = 0):
     """Sample images of every source name; returns ``(fig, data)``."""
     shuffled = manifest.reset_index().sample(frac=1.0, random_state=seed)
-    rows = shuffled.groupby("source_name").head(per_source).sort_values("source_name", kind="stable")
+    rows = (
+        shuffled.groupby("source_name").head(per_source).sort_values("source_name", kind="stable")
+    )
     titles = [f"{r.source_name}\n{r.image_id[-18:]}" for r in rows.itertuples()]
     fig = image_grid([images[i] for i in rows["index"]], titles, ncols=per_source)
     return fig, rows.drop(columns="index")

@@ -153,7 +153,9 @@ def hard_negative_examples(table: pd.DataFrame, n: int = 6, seed: int = 0) -> pd
     """
     hard = table[(table["label"] == 0) & (table["negative_kind"] == "hard")]
     pos = table[table["label"] == 1]
-    picked = hard.groupby("hard_detail", group_keys=False).head(1).sample(frac=1.0, random_state=seed)
+    picked = (
+        hard.groupby("hard_detail", group_keys=False).head(1).sample(frac=1.0, random_state=seed)
+    )
     rows = []
     for r in picked.head(n).itertuples():
         same = pos[pos["image_a"] == r.image_a]

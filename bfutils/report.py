@@ -145,8 +145,12 @@ def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path
         block += [extra_md.strip(), ""]
     if timings.exists():
         t = pd.read_csv(timings, sep="\t")
-        block += [f"Notebook wall times: " + ", ".join(
-            f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples()) + ".", ""]
+        block += [
+            "Notebook wall times: "
+            + ", ".join(f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples())
+            + ".",
+            "",
+        ]
     block.append(README_END)
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]

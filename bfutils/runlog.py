@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -18,8 +18,19 @@ import numpy as np
 from bfutils import paths
 
 PACKAGES = (
-    "torch", "torchvision", "timm", "open_clip_torch", "numpy", "pandas", "scikit-learn",
-    "scikit-image", "nilearn", "nibabel", "opencv-python-headless", "imagededup", "papermill",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scikit-image",
+    "nilearn",
+    "nibabel",
+    "opencv-python-headless",
+    "imagededup",
+    "papermill",
 )
 
 
@@ -77,7 +88,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "packages": versions,
         "git_commit": git_commit(),
-        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

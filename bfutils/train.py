@@ -194,7 +194,9 @@ class PixelData:
         idx = self.rng.choice(self.sampler.index, size=n)
         v = [augment.view_pair(self.images[i], self.rng)[:2] for i in idx]
         s, d = self.cfg.input_size, self.device
-        return _to_float(np.stack([a for a, _ in v]), s, d), _to_float(np.stack([b for _, b in v]), s, d)
+        return _to_float(np.stack([a for a, _ in v]), s, d), _to_float(
+            np.stack([b for _, b in v]), s, d
+        )
 
     def pair_batch(self, n):
         a, b, y, _ = self.sampler.batch(n)
@@ -313,7 +315,8 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
             if not torch.isfinite(out["total"]):
                 raise FloatingPointError(
                     f"{phase.name} loss is {out['total'].item()} at epoch {epoch} step {step}: "
-                    f"terms { {k2: v.item() for k2, v in out.items()} }; lower lr_start or check input"
+                    f"terms { {k2: v.item() for k2, v in out.items()} }; "
+                    "lower lr_start or check the input images"
                 )
             opt.zero_grad(set_to_none=True)
             scaler.scale(out["total"]).backward()
@@ -336,7 +339,8 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
         if ckpt is not None and rank == 0:
             torch.save({"config": asdict(cfg), "phase": k, "epoch": epoch + 1,
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "best": best, "log": log}, ckpt)  # fmt: skip
+                        "scheduler": sched.state_dict(), "best": best,
+                        "log": log}, ckpt)  # fmt: skip
         if best["bad"] >= cfg.patience:
             break
     if best["state"] is not None:
@@ -399,7 +403,8 @@ def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progre
         if k < first:
             continue
         run_phase(model, data, phase, cfg, k, log, ckpt=checkpoint,
-                  start_epoch=start if k == first else 0, state=state if k == first else None)  # fmt: skip
+                  start_epoch=start if k == first else 0,
+                  state=state if k == first else None)  # fmt: skip
     model.eval()
     return model, data, pd.DataFrame(log)
 
@@ -435,7 +440,9 @@ def reference_predictions(data, eval_sets, name="imagenet_cnn") -> pd.DataFrame:
     frames = []
     for split, (table, _, _) in eval_sets.items():
         fa, fb = data.eval[split]
-        frames.append(prediction_frame(table, F.cosine_similarity(fa, fb, dim=1).cpu().numpy(), name))
+        frames.append(
+            prediction_frame(table, F.cosine_similarity(fa, fb, dim=1).cpu().numpy(), name)
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -23,7 +23,7 @@ def tissue() -> np.ndarray:
 @pytest.fixture(scope="module")
 def other() -> np.ndarray:
     """An unrelated 128 px image (retina), never derived from ``tissue``."""
-    img = data.retina()[500:756, 500:756][::2, ::2]
+    img = data.retina()[700:956, 900:1156][::2, ::2]  # vessels: ~290 SIFT keypoints
     return np.ascontiguousarray(img)
 
 
@@ -68,10 +68,11 @@ def test_keypoints_mirror_is_found_through_try_mirror(tissue):
     mirrored = [np.ascontiguousarray(tissue[:, ::-1])]
     details = classic.keypoint_details([tissue], mirrored, progress=False)
     assert bool(details.loc[0, "mirror_won"])
-    assert details.loc[0, "inliers"] >= 30 and details.loc[0, "inliers_direct"] < 8
+    best = details.loc[0, "inliers"]
+    assert best >= 30 and details.loc[0, "inliers_direct"] < best / 5
     assert details.loc[0, "seconds"] > 0
     without = classic.keypoint_scores([tissue], mirrored, try_mirror=False, progress=False)
-    assert without[0] < 8
+    assert without[0] < best / 5
 
 
 def test_keypoints_blank_image_scores_zero(tissue):
@@ -156,7 +157,7 @@ def test_load_clip_offline_raises_quickly(tmp_path):
 
 
 def test_load_clip_without_network_raises_quickly(monkeypatch, tmp_path):
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(classic, "_hub_reachable", lambda timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(classic.BaselineUnavailable, match="offline"):

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from tests_helpers import synthetic
 
 from bfutils import augment, pairs
-from tests_helpers import synthetic
 
 
 def test_parse_split():
@@ -105,7 +105,9 @@ def test_easy_negatives_are_never_near_identical():
     m["split"] = "test"
     table, _, _ = pairs.make_pairs(m, images, split="test", n_pairs=300, seed=0, progress=False)
     easy = table[table["negative_kind"] == "easy"]
-    twins = (easy["idx_a"] < 12) & (easy["idx_b"] < 12) & ((easy["idx_a"] - easy["idx_b"]).abs() == 6)
+    twins = (
+        (easy["idx_a"] < 12) & (easy["idx_b"] < 12) & ((easy["idx_a"] - easy["idx_b"]).abs() == 6)
+    )
     assert len(easy) > 50 and not twins.any()
 
 

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tests_helpers import synthetic
 
 from bfutils import pairs, train
-from tests_helpers import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,8 @@ from bfutils import pairs, train, models
 from tests_helpers import synthetic
 m, images = synthetic(n_groups=14, per_group=6, size=32)
 m["split"] = pairs.assign_splits(m, seed=0)
-ev = {{s: pairs.make_pairs(m, images, split=s, n_pairs=40, seed=0, progress=False) for s in ("val", "test")}}
+ev = {{s: pairs.make_pairs(m, images, split=s, n_pairs=40, seed=0, progress=False)
+      for s in ("val", "test")}}
 c = train.TrainConfig(schedule="joint", encoder="resnet18", pretrained=None, input_size=32,
     projector_widths=(32, 32, 16), head_hidden=16, epochs=2, steps_per_epoch=3, batch_size=16,
     freeze_backbone=False, device="cpu", patience=10)

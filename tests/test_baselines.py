@@ -1,0 +1,86 @@
+"""Baselines score the same pairs; fused is fitted on validation pairs only."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bfutils import baselines, classic
+
+
+def _pairs(n, split, rng):
+    label = (np.arange(n) % 5 < 2).astype(int)
+    return pd.DataFrame({
+        "pair_id": [f"{split}-{k:04d}" for k in range(n)], "split": split, "label": label,
+        "family": np.where(label == 1, "hflip", ""),
+        "negative_kind": np.where(label == 1, "", np.where(np.arange(n) % 2, "hard", "easy")),
+        "hard_detail": "",
+    })  # fmt: skip
+
+
+@pytest.fixture()
+def evidence():
+    rng = np.random.default_rng(0)
+    preds, details = [], []
+    for split, n in (("val", 200), ("test", 300)):
+        t = _pairs(n, split, rng)
+        score = np.clip(0.5 + 0.3 * (t["label"] - 0.5) + rng.normal(0, 0.2, n), 0.01, 0.99)
+        inl = rng.poisson(np.where(t["label"] == 1, 30, 5))
+        preds.append(t.assign(score=score, model="joint"))
+        details.append(pd.DataFrame({"pair_id": t["pair_id"], "inliers": inl, "matches": inl + 3}))
+    return pd.concat(preds, ignore_index=True), pd.concat(details, ignore_index=True)
+
+
+def test_fused_beats_each_input_and_ignores_test_labels(evidence):
+    pred, details = evidence
+    out, coef = baselines.fused(pred, details, seed=0)
+    assert set(coef) == {"pair_logit", "log_inliers", "log_matches", "intercept"}
+    flipped = pred.copy()
+    test = flipped["split"] == "test"
+    flipped.loc[test, "label"] = 1 - flipped.loc[test, "label"]  # test labels must not matter
+    out2, _ = baselines.fused(flipped, details, seed=0)
+    t1, t2 = out[out["split"] == "test"], out2[out2["split"] == "test"]
+    assert np.allclose(t1["score"].to_numpy(), t2["score"].to_numpy())
+    from sklearn.metrics import roc_auc_score
+
+    y = t1["label"]
+    auc_fused = roc_auc_score(y, t1["score"])
+    auc_pair = roc_auc_score(y, pred.loc[test, "score"])
+    assert auc_fused > auc_pair
+
+
+def test_fused_validation_scores_are_cross_fitted(evidence):
+    pred, details = evidence
+    out, _ = baselines.fused(pred, details, seed=0)
+    val = out[out["split"] == "val"]
+    assert len(val) == 200 and val["score"].between(0, 1).all()
+    out_seed, _ = baselines.fused(pred, details, seed=1)  # other folds, other val scores
+    assert not np.allclose(val["score"], out_seed[out_seed["split"] == "val"]["score"])
+
+
+def test_fused_refuses_missing_keypoint_evidence(evidence):
+    pred, details = evidence
+    with pytest.raises(ValueError, match="keypoint details are missing"):
+        baselines.fused(pred, details.iloc[:-5], seed=0)
+
+
+def test_hashes_and_keypoints_score_every_pair():
+    from skimage import data
+
+    img = data.immunohistochemistry()[:128, :128]
+    other = data.immunohistochemistry()[-128:, -128:]
+    t = _pairs(4, "val", None).assign(label=[1, 1, 0, 0])
+    a = np.stack([img, img, img, img])
+    b = np.stack([img, img[:, ::-1], other, other[::-1]])
+    sets = {"val": (t, a, b), "test": (t.assign(split="test"), a, b)}
+    h = baselines.hashes(sets, method="phash")
+    assert len(h) == 8 and h.loc[0, "score"] == 1.0
+    kp, details = baselines.keypoints(sets, n_jobs=1)
+    s = kp["score"].to_numpy()[:4]
+    assert min(s[:2]) > max(s[2:])
+    assert list(details["pair_id"][:4]) == list(t["pair_id"])
+
+
+def test_clip_without_weights_is_not_run(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(classic.BaselineUnavailable):
+        baselines.clip({}, model_name="ViT-B-32", pretrained="laion2b_s34b_b79k")
