@@ -1,11 +1,16 @@
-"""Write notebooks from cell lists (keeps them stripped). Usage: python .dev/nbbuild.py"""
+"""Write the notebooks from their cell lists in .dev/nbs/ (stripped, stable cell ids).
+
+The notebooks are edited as plain Python (``.dev/nbs/nNN.py``: one list of cells each), which
+gives readable diffs; ``python .dev/nbbuild.py`` rewrites ``notebooks/*.ipynb`` and
+``tests/test_notebooks.py`` checks that the two are in sync.
+"""
 import nbformat as nbf
 from pathlib import Path
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def write(name, cells):
+def build(name, cells):
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -18,12 +23,21 @@ def write(name, cells):
     nb.cells = out
     for k, c in enumerate(nb.cells):
         c["id"] = f"{name[:2]}-{k:02d}"
-    nbf.write(nb, NB / f"{name}.ipynb")
+    return nb
 
 
-import importlib.util, sys
-for f in sorted((Path(__file__).parent / "nbs").glob("*.py")):
-    spec = importlib.util.spec_from_file_location(f.stem, f)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    write(mod.NAME, mod.CELLS)
-    print("wrote", mod.NAME)
+def sources():
+    """``(name, cells)`` of every notebook source in .dev/nbs."""
+    import importlib.util
+
+    for f in sorted((Path(__file__).parent / "nbs").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f.stem, f)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod.NAME, mod.CELLS
+
+
+if __name__ == "__main__":
+    for name, cells in sources():
+        nbf.write(build(name, cells), NB / f"{name}.ipynb")
+        print("wrote", name)

@@ -36,10 +36,23 @@ def _each_split(eval_sets, score_fn, name):
     return pd.concat(frames, ignore_index=True)
 
 
-def learned(schedule, cfg, manifest, images, eval_sets, data=None):
-    """Train a learned baseline with the loop of notebook 03; returns (preds, history, data)."""
+def learned(schedule, cfg, manifest, images, eval_sets, data=None, save_to=None):
+    """Train a learned baseline with the loop of notebook 03.
+
+    Args:
+        schedule: ``barlow_twins``, ``simclr`` or ``bce_only``.
+        cfg: the :class:`bfutils.train.TrainConfig` of the pair model (same budget).
+        manifest, images, eval_sets: as for :func:`bfutils.train.train`.
+        data: cached features to reuse (same frozen encoder).
+        save_to: where to save the trained model (weights + config), if given.
+
+    Returns:
+        ``(preds, history, data)``.
+    """
     cfg = train.TrainConfig(**(vars(cfg) | {"schedule": schedule}))
     model, data, hist = train.train(cfg, manifest, images, eval_sets, data=data)
+    if save_to is not None:
+        train.save_model(model, cfg, save_to)
     return train.predictions(model, data, eval_sets, cfg, name=schedule), hist, data
 
 

@@ -21,6 +21,7 @@ fly by :class:`PairSampler` with the same rules.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,24 @@ def hard_detail(ra: pd.Series, rb: pd.Series) -> str:
             noun = _UNIT_NOUN.get(ra["unit"], ra["unit"])
             parts.append(f"{noun}+{d:g}{'mm' if ra['unit'] == 'mm' else ''}")
     return ",".join(parts) or "same_position"
+
+
+def coarse_detail(detail: str) -> str:
+    """``tissue,slice+4mm`` -> ``tissue+slice``; ``slice+2.2mm`` -> ``slice 2-3mm``...
+
+    Hard negatives of the same kind at similar distance are pooled so each cell of the
+    breakdown holds enough pairs to mean something.
+    """
+    if not detail:
+        return "easy"
+    parts = detail.split(",")
+    if len(parts) > 1:
+        return "+".join(re.sub(r"\+.*", "", p) for p in parts)
+    m = re.fullmatch(r"slice\+([\d.]+)mm", detail)
+    if m:
+        d = float(m.group(1))
+        return "slice <=2.2mm" if d <= 2.2 else ("slice 4-6.6mm" if d <= 6.6 else "slice >6.6mm")
+    return re.sub(r"\+\d+$", "", detail) if detail.startswith(("frame", "block")) else detail
 
 
 def _steps(ra: pd.Series, rb: pd.Series, step_mm: float) -> float:

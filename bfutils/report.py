@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bfutils import metrics, paths, results
+from bfutils import metrics, pairs, paths, results
 
 ORDER = ["joint", "sequential", "fused", "barlow_twins", "simclr", "bce_only", "clip",
          "imagenet_cnn", "phash", "dhash", "whash", "ahash", "keypoints"]  # fmt: skip
@@ -85,27 +84,9 @@ def auc_by_detail(preds: dict) -> pd.DataFrame:
     """Test ROC-AUC against each hard-negative detail, coarsened to its distance class."""
     frames = []
     for m, t in _test(preds).items():
-        t = t.assign(detail=t["hard_detail"].map(coarse_detail))
+        t = t.assign(detail=t["hard_detail"].map(pairs.coarse_detail))
         frames.append(metrics.auc_by(t, by="detail").assign(model=m))
     return pd.concat(frames, ignore_index=True)
-
-
-def coarse_detail(detail: str) -> str:
-    """``tissue,slice+4mm`` -> ``tissue+slice``; ``slice+2.2mm`` -> ``slice 2-3mm``...
-
-    Hard negatives of the same kind at similar distance are pooled so each cell of the
-    breakdown holds enough pairs to mean something.
-    """
-    if not detail:
-        return "easy"
-    parts = detail.split(",")
-    if len(parts) > 1:
-        return "+".join(re.sub(r"\+.*", "", p) for p in parts)
-    m = re.fullmatch(r"slice\+([\d.]+)mm", detail)
-    if m:
-        d = float(m.group(1))
-        return "slice <=2.2mm" if d <= 2.2 else ("slice 4-6.6mm" if d <= 6.6 else "slice >6.6mm")
-    return re.sub(r"\+\d+$", "", detail) if detail.startswith(("frame", "block")) else detail
 
 
 def hardest(preds: dict, thr: dict, model: str, n: int = 6) -> pd.DataFrame:

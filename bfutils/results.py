@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bfutils import metrics
+from bfutils import metrics, pairs
 
 
 def write_predictions(pred: pd.DataFrame, folder: Path, model: str) -> Path:
@@ -39,10 +39,14 @@ def summary(pred: pd.DataFrame, model: str, n_boot: int = 1000, seed: int = 0) -
 
 
 def auc_breakdown(pred: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Test ROC-AUC of all positives against each negative kind and each hard detail."""
+    """Test ROC-AUC of all positives against each negative kind and kind of hard negative.
+
+    ``hard_class`` pools details of one kind and similar distance (:func:`pairs.coarse_detail`).
+    """
     test = pred[pred["split"] == "test"]
+    test = test.assign(hard_class=test["hard_detail"].map(pairs.coarse_detail))
     parts = []
-    for by in ("negative_kind", "hard_detail"):
+    for by in ("negative_kind", "hard_class", "hard_detail"):
         t = metrics.auc_by(test, by=by).rename(columns={by: "negatives"})
         parts.append(t.assign(by=by))
     return pd.concat(parts, ignore_index=True).assign(model=model)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bfutils import report, results
+from bfutils import pairs, report, results
 
 
 def _pred(model, rng, strength=1.0):
@@ -52,7 +52,7 @@ def test_main_table_has_not_run_rows_and_order():
      ("frame+3", "frame"), ("tissue", "tissue")],
 )  # fmt: skip
 def test_coarse_detail(detail, coarse):
-    assert report.coarse_detail(detail) == coarse
+    assert pairs.coarse_detail(detail) == coarse
 
 
 def test_update_readme_replaces_only_the_block(tmp_path):

@@ -73,7 +73,8 @@ status = []  # one row per model: model, status, seconds
 data = None
 for name in baselines.LEARNED:
     (preds, hist, data), sec = baselines.timed(
-        baselines.learned, name, cfg, manifest, images, eval_sets, data=data)
+        baselines.learned, name, cfg, manifest, images, eval_sets, data=data,
+        save_to=run.path(f"model_{name}.pt"))
     results.write_predictions(preds, run.dir, name)
     hist.to_csv(run.path(f"history_{name}.csv"), index=False)
     status.append({"model": name, "status": "ok", "seconds": sec})
