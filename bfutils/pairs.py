@@ -117,7 +117,8 @@ def hard_detail(ra: pd.Series, rb: pd.Series) -> str:
         if d > 0:
             noun = _UNIT_NOUN.get(ra["unit"], ra["unit"])
             parts.append(f"{noun}+{d:g}{'mm' if ra['unit'] == 'mm' else ''}")
-    return ",".join(parts) or "same_position"
+    # no coordinates (e.g. DSB 2018 tiles of one acquisition): distinct images of one group
+    return ",".join(parts) or "sibling"
 
 
 def coarse_detail(detail: str) -> str:
@@ -143,7 +144,8 @@ def _steps(ra: pd.Series, rb: pd.Series, step_mm: float) -> float:
     d = max(abs(float(ra["pos"]) - float(rb["pos"])), abs(float(ra["pos2"]) - float(rb["pos2"])))
     if ra["unit"] == "mm":
         d /= step_mm
-    return d + (ra["stack"] != rb["stack"])
+    # images without coordinates (siblings of one acquisition) count as one step apart
+    return max(1.0, d + (ra["stack"] != rb["stack"]))
 
 
 def thumbnails(images: np.ndarray, size: int = 24) -> np.ndarray:

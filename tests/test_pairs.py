@@ -137,3 +137,15 @@ def test_make_pairs_rejects_misaligned_inputs():
         pairs.make_pairs(m, images[:-1], split="test", n_pairs=10, seed=0)
     with pytest.raises(ValueError, match="no images in split"):
         pairs.make_pairs(m, images, split="val", n_pairs=10, seed=0)
+
+
+def test_groups_without_coordinates_give_sibling_hard_negatives():
+    m, images = synthetic(n_groups=6, per_group=4)
+    m[["pos", "pos2"]] = 0.0
+    m["unit"] = ""
+    m["axis"] = ""
+    m["stack"] = "s"
+    m["split"] = "test"
+    table, _, _ = pairs.make_pairs(m, images, split="test", n_pairs=60, seed=0, progress=False)
+    hard = table[table["negative_kind"] == "hard"]
+    assert len(hard) > 0 and set(hard["hard_detail"]) == {"sibling"}
