@@ -88,18 +88,26 @@ def clip(eval_sets, model_name, pretrained, device="cpu"):
 
 
 def fuse_features(pair_pred: pd.DataFrame, details: pd.DataFrame) -> pd.DataFrame:
-    """Per pair: the pair model's logit and the keypoint evidence (log inliers, log matches)."""
-    m = pair_pred.merge(details[["pair_id", "inliers", "matches"]], on="pair_id", how="left")
-    if m[["inliers", "matches"]].isna().any().any():
+    """Per pair: the pair model's logit and the keypoint evidence.
+
+    The evidence is the inlier and match counts, the share of matches that are inliers, and
+    the number of keypoints in image a: the same inlier count means more in a smooth image
+    with few keypoints (an MRI slice) than in a textured one (a tissue tile).
+    """
+    cols = ["inliers", "matches", "keypoints_a"]
+    m = pair_pred.merge(details[["pair_id", *cols]], on="pair_id", how="left")
+    if m[cols].isna().any().any():
         raise ValueError("keypoint details are missing for some pairs")
     p = m["score"].clip(1e-6, 1 - 1e-6)
     m["pair_logit"] = np.log(p / (1 - p))
     m["log_inliers"] = np.log1p(m["inliers"])
     m["log_matches"] = np.log1p(m["matches"])
+    m["inlier_share"] = m["inliers"] / (m["matches"] + 1)
+    m["log_keypoints_a"] = np.log1p(m["keypoints_a"])
     return m
 
 
-FUSE_COLUMNS = ["pair_logit", "log_inliers", "log_matches"]
+FUSE_COLUMNS = ["pair_logit", "log_inliers", "log_matches", "inlier_share", "log_keypoints_a"]
 
 
 def fused(pair_pred: pd.DataFrame, details: pd.DataFrame, seed: int = 0):

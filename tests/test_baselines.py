@@ -26,14 +26,15 @@ def evidence():
         score = np.clip(0.5 + 0.3 * (t["label"] - 0.5) + rng.normal(0, 0.2, n), 0.01, 0.99)
         inl = rng.poisson(np.where(t["label"] == 1, 30, 5))
         preds.append(t.assign(score=score, model="joint"))
-        details.append(pd.DataFrame({"pair_id": t["pair_id"], "inliers": inl, "matches": inl + 3}))
+        details.append(pd.DataFrame({"pair_id": t["pair_id"], "inliers": inl, "matches": inl + 3,
+                                     "keypoints_a": rng.integers(50, 500, n)}))  # fmt: skip
     return pd.concat(preds, ignore_index=True), pd.concat(details, ignore_index=True)
 
 
 def test_fused_beats_each_input_and_ignores_test_labels(evidence):
     pred, details = evidence
     out, coef = baselines.fused(pred, details, seed=0)
-    assert set(coef) == {"pair_logit", "log_inliers", "log_matches", "intercept"}
+    assert set(coef) == set(baselines.FUSE_COLUMNS) | {"intercept"}
     flipped = pred.copy()
     test = flipped["split"] == "test"
     flipped.loc[test, "label"] = 1 - flipped.loc[test, "label"]  # test labels must not matter
