@@ -336,7 +336,9 @@ def metrics_table(rows: Sequence[dict]) -> pd.DataFrame:
 
 def format_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Human-readable copy: ROC-AUC with its interval, other numbers rounded to ``digits``."""
-    shown = pd.DataFrame({"model": table["model"], "status": table["status"]})
+    # long reasons (a model that did not run) stay whole in the CSV; tables show their start
+    status = table["status"].map(lambda t: t if len(t) <= 80 else t[:77] + "...")
+    shown = pd.DataFrame({"model": table["model"], "status": status})
     auc = zip(table["roc_auc"], table["roc_auc_lo"], table["roc_auc_hi"], strict=True)
     shown["ROC-AUC [95% CI]"] = [_interval(p, lo, hi, digits=digits) for p, lo, hi in auc]
     for col in ("roc_auc_easy", "roc_auc_hard", "average_precision", "accuracy", "f1",

@@ -120,7 +120,14 @@ def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path
         raise ValueError(f"{readme} has no {README_START} ... {README_END} block")
     timings = Path(run_dir) / "timings.tsv"
     when = pd.Timestamp.fromtimestamp(Path(run_dir).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-    block = [README_START, "", f"Run `{Path(run_dir).name}` ({when}), written by notebook 05.", ""]
+    block = [
+        README_START,
+        "",
+        f"Run `runs/{Path(run_dir).name}` ({when}), written by notebook 05 "
+        "from that run's prediction files; its parameters and package versions are in the "
+        "run folder's `params_*.json`. Repeat with `make pipeline`.",
+        "",
+    ]
     block += [table_md.strip(), ""]
     if extra_md:
         block += [extra_md.strip(), ""]

@@ -79,7 +79,8 @@ test, a, b = pairs.load_pairs(paths.PROCESSED, "test")
 worst = report.hardest(preds, thr, gallery_model, n=6)
 idx = test.reset_index().set_index("pair_id").loc[worst["pair_id"], "index"].to_numpy()
 fig = plots.pair_strip(worst, a[idx], b[idx], title_fn=lambda r: (
-    f"{r.error}\n{r.family or r.hard_detail or r.negative_kind}\nscore {r.score:.2f}"))
+    f"{r.error}\n{r.hard_detail or r.negative_kind or 'positive'}"
+    f"{' / ' + r.family if r.family else ''}\nscore {r.score:.2f}"))
 plots.save(fig, "05_hardest", worst)
 worst[["pair_id", "error", "score", "family", "negative_kind", "hard_detail"]]
 '''),
