@@ -57,13 +57,13 @@ def test_coarse_detail(detail, coarse):
 
 def test_update_readme_replaces_only_the_block(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\noutro\n")
+    readme.write_text(f"intro\n{report.README_START}\nSTALE\n{report.README_END}\noutro\n")
     run = tmp_path / "run"
     run.mkdir()
     (run / "timings.tsv").write_text("notebook\tseconds\n01_prepare_data\t12.0\n")
     report.update_readme(run, "| a |\n|---|\n| 1 |", readme=readme)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE" not in text
     assert "| 1 |" in text and "01_prepare_data 12 s" in text
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="results:start"):
