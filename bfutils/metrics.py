@@ -178,26 +178,27 @@ def auc_by(df: pd.DataFrame, score_col: str = "score", by: str = "negative_kind"
     return pd.DataFrame(rows, columns=[by, "n_pos", "n_neg", "roc_auc"])
 
 
+def _called_rate(df, threshold, score_col, by, label, name) -> pd.DataFrame:
+    """Share of the pairs with ``label`` scored ``>= threshold``, per value of ``by``."""
+    _check_pairs(df, "pair table", ["label", score_col, by])
+    part = df[df["label"] == label]
+    hit = (part[score_col] >= threshold).groupby(part[by].fillna("").astype(str))
+    out = pd.DataFrame({"n": hit.size(), name: hit.mean()}).reset_index(names=by)
+    return out.sort_values(by, key=lambda c: c.map(_natural_key)).reset_index(drop=True)
+
+
 def recall_by_family(
     df: pd.DataFrame, threshold: float, score_col: str = "score", by: str = "family"
 ) -> pd.DataFrame:
     """Share of positives called derived (``score >= threshold``) per alteration family."""
-    _check_pairs(df, "pair table", ["label", score_col, by])
-    pos = df[df["label"] == 1]
-    hit = (pos[score_col] >= threshold).groupby(pos[by].fillna("").astype(str))
-    out = pd.DataFrame({"n": hit.size(), "recall": hit.mean()}).reset_index(names=by)
-    return out.sort_values(by, key=lambda c: c.map(_natural_key)).reset_index(drop=True)
+    return _called_rate(df, threshold, score_col=score_col, by=by, label=1, name="recall")
 
 
 def fpr_by_kind(
     df: pd.DataFrame, threshold: float, score_col: str = "score", by: str = "negative_kind"
 ) -> pd.DataFrame:
     """False-positive rate (negatives with ``score >= threshold``) per negative kind."""
-    _check_pairs(df, "pair table", ["label", score_col, by])
-    neg = df[df["label"] == 0]
-    hit = (neg[score_col] >= threshold).groupby(neg[by].fillna("").astype(str))
-    out = pd.DataFrame({"n": hit.size(), "fpr": hit.mean()}).reset_index(names=by)
-    return out.sort_values(by, key=lambda c: c.map(_natural_key)).reset_index(drop=True)
+    return _called_rate(df, threshold, score_col=score_col, by=by, label=0, name="fpr")
 
 
 def evaluate(

@@ -60,24 +60,20 @@ def score_data(preds: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _per_model(fn, preds: dict, thr: dict) -> pd.DataFrame:
+    """``fn(test pairs, threshold)`` for every model that ran, stacked (long format)."""
+    frames = [fn(t, threshold=thr[m]).assign(model=m) for m, t in _test(preds).items() if m in thr]
+    return pd.concat(frames, ignore_index=True)
+
+
 def recall_by_family(preds: dict, thr: dict) -> pd.DataFrame:
     """Recall per alteration family per model at its validation threshold (long format)."""
-    frames = [
-        metrics.recall_by_family(t, threshold=thr[m]).assign(model=m)
-        for m, t in _test(preds).items()
-        if m in thr
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return _per_model(metrics.recall_by_family, preds, thr)
 
 
 def fpr_by_kind(preds: dict, thr: dict) -> pd.DataFrame:
     """False-positive rate on easy vs hard negatives per model at its validation threshold."""
-    frames = [
-        metrics.fpr_by_kind(t, threshold=thr[m]).assign(model=m)
-        for m, t in _test(preds).items()
-        if m in thr
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return _per_model(metrics.fpr_by_kind, preds, thr)
 
 
 def auc_by_detail(preds: dict) -> pd.DataFrame:
