@@ -139,15 +139,6 @@ def coarse_detail(detail: str) -> str:
     return re.sub(r"\+\d+$", "", detail) if detail.startswith(("frame", "block")) else detail
 
 
-def _steps(ra: pd.Series, rb: pd.Series, step_mm: float) -> float:
-    """Distance in acquisition steps (slices, tiles, frames); another stack counts one step."""
-    d = max(abs(float(ra["pos"]) - float(rb["pos"])), abs(float(ra["pos2"]) - float(rb["pos2"])))
-    if ra["unit"] == "mm":
-        d /= step_mm
-    # images without coordinates (siblings of one acquisition) count as one step apart
-    return max(1.0, d + (ra["stack"] != rb["stack"]))
-
-
 def thumbnails(images: np.ndarray, size: int = 24) -> np.ndarray:
     """Zero-mean unit-norm grey thumbnails, for the near-identical check."""
     import torch
@@ -206,6 +197,10 @@ class PairPlanner:
         self.index = np.arange(len(self.m)) if index is None else np.asarray(index)
         codes, _ = pd.factorize(self.m["group"])
         self.group_code = codes
+        # plain arrays: pair planning runs every training step, pandas row access is too slow
+        self.col = {c: self.m[c].to_numpy() for c in ("image_id", "group", "modality", "unit")}
+        self.pos = self.m[["pos", "pos2"]].to_numpy(dtype=float)
+        self.stack = self.m["stack"].to_numpy()
         self.members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
         if len(self.members) < 2:
             raise ValueError("a split needs at least two groups to draw easy negatives")
@@ -216,10 +211,18 @@ class PairPlanner:
         if not len(mates):
             return None
         # prefer the near neighbours: the closer, the more a distinct image can pass for a copy
-        w = np.array(
-            [1.0 / _steps(self.m.iloc[i], self.m.iloc[j], self.cfg.step_mm) for j in mates]
-        )
+        w = 1.0 / self._steps(i, mates)
         return int(rng.choice(mates, p=w / w.sum()))
+
+    def _steps(self, i: int, js: np.ndarray) -> np.ndarray:
+        """Distance in acquisition steps (slices, tiles, frames); another stack adds one step.
+
+        Images without coordinates (siblings of one acquisition) count as one step apart.
+        """
+        d = np.abs(self.pos[js] - self.pos[i]).max(axis=1)
+        if self.col["unit"][i] == "mm":
+            d = d / self.cfg.step_mm
+        return np.maximum(1.0, d + (self.stack[js] != self.stack[i]))
 
     def _easy_partner(self, i: int, rng: np.random.Generator) -> int:
         for _ in range(100):
@@ -245,16 +248,16 @@ class PairPlanner:
         return pd.DataFrame([rows[k] for k in order])
 
     def _row(self, i, j, label, alt_a, alt_b, kind="", detail=""):
-        ra, rb = self.m.iloc[i], self.m.iloc[j]
+        c = self.col
         return {
-            "image_a": ra["image_id"], "image_b": rb["image_id"], "label": label,
+            "image_a": c["image_id"][i], "image_b": c["image_id"][j], "label": label,
             "family": alt_b.family if alt_b else (alt_a.family if alt_a else ""),
             "family_a": alt_a.family if (alt_a and alt_b) else "",
             "alter_a": alt_a.to_json() if alt_a else "",
             "alter_b": alt_b.to_json() if alt_b else "",
             "negative_kind": kind, "hard_detail": detail,
-            "group_a": ra["group"], "group_b": rb["group"],
-            "modality_a": ra["modality"], "modality_b": rb["modality"],
+            "group_a": c["group"][i], "group_b": c["group"][j],
+            "modality_a": c["modality"][i], "modality_b": c["modality"][j],
             "idx_a": int(self.index[i]), "idx_b": int(self.index[j]),
         }  # fmt: skip
 
