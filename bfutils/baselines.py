@@ -114,8 +114,9 @@ def fused(pair_pred: pd.DataFrame, details: pd.DataFrame, seed: int = 0):
     """Logistic regression on pair score + keypoint evidence, fitted on validation only.
 
     Returns:
-        ``(preds, coefficients)``: test scores from the model fitted on all validation pairs,
-        validation scores cross-fitted over 5 folds; the fitted coefficients.
+        ``(preds, coefficients, pipeline)``: test scores from the model fitted on all
+        validation pairs, validation scores cross-fitted over 5 folds; the fitted coefficients;
+        the fitted scikit-learn pipeline (for :func:`fused_scores`).
     """
     m = fuse_features(pair_pred, details)
     val, test = m[m["split"] == "val"], m[m["split"] == "test"]
@@ -130,7 +131,14 @@ def fused(pair_pred: pd.DataFrame, details: pd.DataFrame, seed: int = 0):
     coef = dict(zip(FUSE_COLUMNS, lr[-1].coef_[0], strict=True)) | {
         "intercept": lr[-1].intercept_[0]
     }
-    return out.assign(model="fused").reset_index(drop=True), coef
+    return out.assign(model="fused").reset_index(drop=True), coef, lr
+
+
+def fused_scores(pipeline, pair_scores: np.ndarray, details: pd.DataFrame) -> np.ndarray:
+    """Apply a fitted fused model to new pairs (pair-model scores + keypoint details)."""
+    pred = pd.DataFrame({"pair_id": np.arange(len(pair_scores)), "score": pair_scores})
+    feats = fuse_features(pred, details.assign(pair_id=np.arange(len(details))))
+    return pipeline.predict_proba(feats[FUSE_COLUMNS].to_numpy())[:, 1]
 
 
 def timed(fn, *args, **kwargs):
@@ -138,3 +146,18 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
+
+
+def save_fused(pipeline, fuse_with: str, path) -> None:
+    """Save the fitted fused model with the name of the pair model it combines."""
+    import joblib
+
+    joblib.dump({"pipeline": pipeline, "fuse_with": fuse_with}, path)
+
+
+def load_fused(path) -> tuple:
+    """``(pipeline, fuse_with)`` saved by :func:`save_fused`."""
+    import joblib
+
+    saved = joblib.load(path)
+    return saved["pipeline"], saved["fuse_with"]

@@ -33,12 +33,12 @@ def evidence():
 
 def test_fused_beats_each_input_and_ignores_test_labels(evidence):
     pred, details = evidence
-    out, coef = baselines.fused(pred, details, seed=0)
+    out, coef, pipe = baselines.fused(pred, details, seed=0)
     assert set(coef) == set(baselines.FUSE_COLUMNS) | {"intercept"}
     flipped = pred.copy()
     test = flipped["split"] == "test"
     flipped.loc[test, "label"] = 1 - flipped.loc[test, "label"]  # test labels must not matter
-    out2, _ = baselines.fused(flipped, details, seed=0)
+    out2, _, _ = baselines.fused(flipped, details, seed=0)
     t1, t2 = out[out["split"] == "test"], out2[out2["split"] == "test"]
     assert np.allclose(t1["score"].to_numpy(), t2["score"].to_numpy())
     from sklearn.metrics import roc_auc_score
@@ -47,14 +47,17 @@ def test_fused_beats_each_input_and_ignores_test_labels(evidence):
     auc_fused = roc_auc_score(y, t1["score"])
     auc_pair = roc_auc_score(y, pred.loc[test, "score"])
     assert auc_fused > auc_pair
+    t = pred[test]
+    again = baselines.fused_scores(pipe, t["score"].to_numpy(), details[test.to_numpy()])
+    assert np.allclose(again, t1["score"].to_numpy())
 
 
 def test_fused_validation_scores_are_cross_fitted(evidence):
     pred, details = evidence
-    out, _ = baselines.fused(pred, details, seed=0)
+    out, _, _ = baselines.fused(pred, details, seed=0)
     val = out[out["split"] == "val"]
     assert len(val) == 200 and val["score"].between(0, 1).all()
-    out_seed, _ = baselines.fused(pred, details, seed=1)  # other folds, other val scores
+    out_seed, _, _ = baselines.fused(pred, details, seed=1)  # other folds, other val scores
     assert not np.allclose(val["score"], out_seed[out_seed["split"] == "val"]["score"])
 
 

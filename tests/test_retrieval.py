@@ -169,3 +169,27 @@ def test_evaluate_all_skips_imagenet_cnn_without_a_pretrained_encoder(build, tmp
     assert list(table["model"]) == ["joint", "phash"]
     with pytest.raises(FileNotFoundError, match="run_dir"):
         retrieval.evaluate_all(build, tmp_path / "missing", progress=False)
+
+
+def test_verified_similarity_rescores_only_the_short_list(build, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from bfutils import baselines
+
+    save_tiny(tmp_path / "model_joint.pt")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, len(baselines.FUSE_COLUMNS)))
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, (x[:, 1] > 0).astype(int))
+    baselines.save_fused(pipe, fuse_with="joint", path=tmp_path / "fused_model.joblib")
+    plain = retrieval.similarity("pair_model", build, model_path=tmp_path / "model_joint.pt")
+    sim, seconds = retrieval.verified_similarity(build, tmp_path, k=3, n_jobs=1)
+    assert sim.shape == plain.shape and seconds >= 0
+    verified = sim >= 0
+    assert (verified.sum(axis=1) == 3).all()  # exactly the top 3 of each query re-scored
+    top3 = np.argsort(-plain, axis=1, kind="stable")[:, :3]
+    assert all(set(np.flatnonzero(verified[q])) == set(top3[q]) for q in range(len(sim)))
+    assert np.allclose(sim[~verified], plain[~verified] - 2.0)
+    table = retrieval.evaluate_all(build, tmp_path, progress=False)
+    assert "fused" in set(table["model"])

@@ -113,8 +113,10 @@ print(f"{1000 * kp_details['seconds'].mean():.1f} ms per pair (one process)")
 ("md", "## The fused model\nLogistic regression on the pair model's logit and log keypoint inliers/matches, **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores."),
 ("code", r'''
 pair_pred = results.read_predictions(run.dir)[fuse_with]
-(fused_preds, coef), fit_sec = baselines.timed(baselines.fused, pair_pred, kp_details, seed=seed)
+(fused_preds, coef, fused_model), fit_sec = baselines.timed(
+    baselines.fused, pair_pred, kp_details, seed=seed)
 results.write_predictions(fused_preds, run.dir, "fused")
+baselines.save_fused(fused_model, fuse_with=fuse_with, path=run.path("fused_model.joblib"))
 pd.DataFrame([coef]).to_csv(run.path("fused_coefficients.csv"), index=False)
 # its cost is the keypoint evidence plus the fit (the pair model's cost is in notebook 03)
 status.append({"model": "fused", "status": "ok", "seconds": sec + fit_sec})
