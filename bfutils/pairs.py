@@ -327,9 +327,20 @@ def make_pairs(
     rng = np.random.default_rng([seed, SPLITS.index(split)])
     plan = planner.plan(n_pairs, rng)
     plan.insert(0, "split", split)
-    plan.insert(0, "pair_id", [f"{split}-{k:05d}" for k in range(len(plan))])
+    # the dataset's fingerprint in the id: predictions made on another dataset's pairs can never
+    # be joined to these by accident (pair ids alone would repeat across datasets)
+    tag = dataset_tag(manifest, seed)
+    plan.insert(0, "pair_id", [f"{split}-{tag}-{k:05d}" for k in range(len(plan))])
     a, b = materialize(plan, images, progress=progress)
     return plan[PAIR_COLUMNS], a, b
+
+
+def dataset_tag(manifest: pd.DataFrame, seed: int) -> str:
+    """Six hex digits identifying the images, their splits and the pair seed."""
+    import hashlib
+
+    key = "\n".join(manifest["image_id"].astype(str) + ":" + manifest["split"].astype(str))
+    return hashlib.sha1(f"{key}\n{seed}".encode()).hexdigest()[:6]
 
 
 class PairSampler:

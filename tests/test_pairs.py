@@ -149,3 +149,11 @@ def test_groups_without_coordinates_give_sibling_hard_negatives():
     table, _, _ = pairs.make_pairs(m, images, split="test", n_pairs=60, seed=0, progress=False)
     hard = table[table["negative_kind"] == "hard"]
     assert len(hard) > 0 and set(hard["hard_detail"]) == {"sibling"}
+
+
+def test_pair_ids_carry_the_dataset_fingerprint(made):
+    m, images, (table, _, _) = made
+    tag = pairs.dataset_tag(m, seed=7)
+    assert table["pair_id"].str.startswith(f"test-{tag}-").all()
+    other = m.assign(image_id=m["image_id"] + "x")
+    assert pairs.dataset_tag(other, seed=7) != tag and pairs.dataset_tag(m, seed=8) != tag
