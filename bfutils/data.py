@@ -242,6 +242,19 @@ def read_image_file(path: str | Path, *, page: int = 0, max_pixels: int = MAX_PI
     return _with_image(path, max_pixels, lambda im: _decode(im, page=page, path=path))
 
 
+def fit_square(image: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
+    """An RGB uint8 image as a ``size`` x ``size`` square, exactly as :func:`load_images` does.
+
+    Args:
+        image: HxWx3 uint8 (e.g. from :func:`read_image_file`).
+        size: side of the square in pixels.
+        fit: ``"pad"`` (keep everything, black borders) or ``"crop"`` (centre crop).
+    """
+    if fit not in ("pad", "crop") or int(size) < 1:
+        raise ValueError(f"need size >= 1 and fit 'pad' or 'crop', got size={size}, fit={fit!r}")
+    return _fit_square(image, size=int(size), fit=fit)
+
+
 def download(
     url: str, dest: str | Path, *, sha256: str | None = None, progress: bool = True
 ) -> Path:
