@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -78,7 +78,6 @@ class Phase:
     trainable: tuple
     score: str = "head"  # "head" (pair probability) or "cosine" (embedding similarity)
     epochs: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def phases(cfg: TrainConfig) -> list[Phase]:
