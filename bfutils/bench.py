@@ -198,7 +198,7 @@ def _use_amp(cfg: train.TrainConfig, device: str) -> bool:
 
 
 def ours_step(cfg, manifest, images, eval_sets, device) -> tuple[Step, float]:
-    """Our training step: the body of :func:`bfutils.train.run_phase`'s loop, one phase.
+    """Our training step: what :func:`bfutils.train.run_phase` does per step, one phase.
 
     Args:
         cfg: A ``joint`` :class:`bfutils.train.TrainConfig`; ``freeze_backbone`` picks
@@ -219,28 +219,15 @@ def ours_step(cfg, manifest, images, eval_sets, device) -> tuple[Step, float]:
     setup = time.perf_counter() - t0
     phase = train.phases(cfg)[0]
     objective = train.Objective(model, data, phase, cfg)
-    opt = torch.optim.AdamW(
-        train._set_trainable(model, phase), lr=cfg.lr_start, weight_decay=cfg.weight_decay
-    )
-    total = max(1, phase.epochs * cfg.steps_per_epoch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr_end)
-    use_amp = _use_amp(cfg, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    params = train._set_trainable(model, phase)
+    opt, sched, scaler = train.optimiser(params, phase, cfg, device=device)
     sums: dict[str, float] = {}
 
     def step() -> tuple[int, float]:
         t = time.perf_counter()
         batch = train._draw(data, phase, cfg.batch_size)
         drawn = time.perf_counter() - t
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            out = objective(batch)
-        if not torch.isfinite(out["total"]):
-            raise FloatingPointError(f"{phase.name} loss is {out['total'].item()}")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(out["total"]).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        out = train.train_step(objective, batch, opt, sched, scaler, where="bench")
         for key, v in out.items():  # run_phase's per-epoch loss log
             sums[key] = sums.get(key, 0.0) + v.item() / cfg.steps_per_epoch
         return sum(len(batch[k]) for k in VIEW_KEYS if k in batch), drawn

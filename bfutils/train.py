@@ -217,14 +217,20 @@ def model_norm(model) -> tuple:
 
 
 def _score_batches(model, xa, xb, score, embed):
+    # restore every module's own mode afterwards: a plain model.train() would put a frozen
+    # projector (sequential phase 2) back in train mode and let its BatchNorm statistics drift
+    modes = {m: m.training for m in model.modules()}
     model.eval()
-    with torch.no_grad():
-        za, zb = embed(model, xa), embed(model, xb)
-        if score == "cosine":
-            s = F.cosine_similarity(za, zb, dim=1)
-        else:
-            s = torch.sigmoid(model.head(za, zb))
-    model.train()
+    try:
+        with torch.no_grad():
+            za, zb = embed(model, xa), embed(model, xb)
+            if score == "cosine":
+                s = F.cosine_similarity(za, zb, dim=1)
+            else:
+                s = torch.sigmoid(model.head(za, zb))
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
     return s.float().cpu().numpy()
 
 
@@ -288,6 +294,34 @@ def _distributed():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def optimiser(params, phase, cfg, device):
+    """AdamW with cosine decay from ``lr_start`` to ``lr_end`` over the phase, and a scaler
+    for mixed precision (enabled on CUDA only)."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr_start, weight_decay=cfg.weight_decay)
+    total = max(1, phase.epochs * cfg.steps_per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr_end)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.startswith("cuda"))
+    return opt, sched, scaler
+
+
+def train_step(objective, batch, opt, sched, scaler, where="") -> dict:
+    """One optimiser step on one batch; stops with a clear error on a NaN/inf loss."""
+    with torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled()):
+        out = objective(batch)
+    if not torch.isfinite(out["total"]):
+        terms = {k: v.item() for k, v in out.items()}
+        raise FloatingPointError(
+            f"loss is {out['total'].item()} at {where}: terms {terms}; "
+            "lower lr_start or check the input images"
+        )
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(out["total"]).backward()
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    return out
+
+
 def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=None):
     """Train one phase with AdamW, cosine decay, early stopping on validation ROC-AUC."""
     rank, world = _distributed()
@@ -295,11 +329,7 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
     objective = Objective(model, data, phase, cfg)
     if world > 1:
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr_start, weight_decay=cfg.weight_decay)
-    total = max(1, phase.epochs * cfg.steps_per_epoch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.lr_end)
-    use_amp = cfg.amp and data.device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    opt, sched, scaler = optimiser(params, phase, cfg, device=data.device)
     best = {"auc": -1.0, "epoch": -1, "state": None, "bad": 0}
     if state:
         opt.load_state_dict(state["optimizer"])
@@ -309,19 +339,9 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
         t0, sums = time.perf_counter(), {}
         for step in range(cfg.steps_per_epoch):
             batch = _draw(data, phase, cfg.batch_size)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                out = objective(batch)
-            if not torch.isfinite(out["total"]):
-                raise FloatingPointError(
-                    f"{phase.name} loss is {out['total'].item()} at epoch {epoch} step {step}: "
-                    f"terms { {k2: v.item() for k2, v in out.items()} }; "
-                    "lower lr_start or check the input images"
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(out["total"]).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
+            out = train_step(
+                objective, batch, opt, sched, scaler, where=f"epoch {epoch} step {step}"
+            )
             for key, v in out.items():
                 sums[key] = sums.get(key, 0.0) + v.item() / cfg.steps_per_epoch
         if world > 1:

@@ -61,6 +61,16 @@ def test_sequential_phase_two_leaves_the_projector_alone(setup):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_validation_leaves_a_frozen_projector_in_eval_mode(setup):
+    m, images, ev = setup
+    c = cfg(schedule="sequential", epochs=1)
+    model, data, _ = train.train(c, m, images, ev, progress=False)
+    train._set_trainable(model, train.phases(c)[1])
+    assert not model.projector.training and model.head.training
+    data.eval_logits_or_cos(model, "val", "head")  # what run_phase does after every epoch
+    assert not model.projector.training and model.head.training
+
+
 def test_pixel_path_trains_the_encoder(setup):
     m, images, ev = setup
     c = cfg(schedule="joint", freeze_backbone=False, epochs=1)
