@@ -2,13 +2,17 @@
 #   make pipeline    # run notebooks 01-05 on the embedded default data (profile smoke)
 #   make test        # unit tests + every notebook under pytest --nbval
 # Other profiles: make pipeline PROFILE=cells   (DSB 2018 nuclei + BCCD blood smears)
+# A run writes only into runs/<profile>-<time>/ (runs/latest points at it). Tracked files change
+# only on request: make results [RUN=runs/<name>] copies a run's figures to figures/ and writes
+# its tables into the README.
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= smoke
+RUN     ?= latest
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.bfutils-installed
 
-.PHONY: install pipeline test test-fast lab bench lint
+.PHONY: install pipeline results compare test test-fast lab bench lint sync
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,14 +27,20 @@ install: $(STAMP)
 pipeline: $(STAMP)
 	$(PY) -m bfutils.pipeline --profile $(PROFILE)
 
+results: $(STAMP)
+	$(PY) -m bfutils.runs publish $(RUN)
+
+# make compare A=runs/smoke-... B=runs/cells-...
+compare: $(STAMP)
+	$(PY) -m bfutils.runs compare $(A) $(B)
+
 # HF_HUB_OFFLINE: a failed hub look-up fails at once instead of retrying for a minute.
-# The notebooks run with their defaults into runs/nbval (data, figures and outputs included),
-# so a test run never overwrites the pipeline's data/processed or figures/.
+# The notebooks run with their defaults into runs/nbval (data, figures and outputs included).
 NBVAL_DIR := $(CURDIR)/runs/nbval
 test: $(STAMP)
 	rm -rf $(NBVAL_DIR)
-	HF_HUB_OFFLINE=1 BFUTILS_RUN_DIR=$(NBVAL_DIR) BFUTILS_DATA=$(NBVAL_DIR)/data \
-	  BFUTILS_FIGURES=$(NBVAL_DIR)/figures $(PY) -m pytest --nbval --nbval-current-env tests notebooks
+	HF_HUB_OFFLINE=1 BFUTILS_RUN_DIR=$(NBVAL_DIR) \
+	  $(PY) -m pytest --nbval --nbval-current-env --durations=15 tests notebooks
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" tests
@@ -39,8 +49,14 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: $(STAMP)
-	$(PY) -m bfutils.bench train
+	$(PY) benchmarks/bench_train.py train
+
+# After editing a notebook or its .py twin outside JupyterLab: bring the pair in sync (the newer
+# file wins) and strip outputs. tests/test_notebooks.py fails when a pair differs.
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+	$(VENV)/bin/nbstripout notebooks/[0-9][0-9]_*.ipynb
 
 lint: $(STAMP)
-	$(PY) -m ruff check bfutils tests
-	$(PY) -m ruff format --check bfutils tests
+	$(PY) -m ruff check bfutils tests benchmarks notebooks
+	$(PY) -m ruff format --check bfutils tests benchmarks

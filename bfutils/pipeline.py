@@ -3,17 +3,24 @@
     python -m bfutils.pipeline --profile smoke            # the whole pipeline, CPU default
     python -m bfutils.pipeline --profile smoke --only 01 02
     python -m bfutils.pipeline --profile cells --run-name cells-try
+    python -m bfutils.pipeline --profile smoke --publish   # then copy figures + README block
 
 A profile (``params/<name>.yaml``) holds ``common`` parameters (passed to every notebook that
 declares them) and per-notebook parameters; a notebook may be listed with several parameter
 sets (``03_train_barlow_twins`` runs once per schedule). Parameter names a notebook does not
 declare are refused before anything runs: papermill itself only warns about them.
 Executed notebooks are run records and go to ``runs/<run-name>/``, never over the sources.
+Everything else a run makes (data, pairs, models, predictions, figures, tables) goes there too;
+tracked files (``figures/``, the README's results block) change only with ``--publish``.
+
+Progress: one line per cell (notebook, cell number, the section it belongs to) and the
+notebooks' own progress bars (training, feature caching, keypoint matching) on the console.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -89,23 +96,68 @@ def plan_runs(profile: dict, notebooks: list[Path]) -> list[tuple[Path, dict, st
     return runs
 
 
-def run(profile_name: str, run_name: str | None = None, only: list[str] | None = None) -> Path:
-    """Execute the planned notebooks into a run folder; returns the folder."""
+class _CellLines(logging.Filter):
+    """Turns papermill's ``Executing Cell N`` log records into one readable line per code cell.
+
+    Everything else papermill logs (markdown cells, and the notebooks' printed output repeated
+    as log records) is dropped here: it is in the executed notebook, and the console is for
+    progress.
+    """
+
+    def __init__(self, label: str, steps: list[str | None]):
+        super().__init__()
+        self.label, self.steps = label, steps
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if not msg.startswith("Executing Cell"):
+            return False
+        n = int(msg.split()[2].strip("-"))
+        step = self.steps[n - 1] if n <= len(self.steps) else None
+        if step is None:
+            return False
+        record.msg, record.args = f"[pipeline] {self.label}: {step}", ()
+        return True
+
+
+def cell_steps(notebook: Path, injected: bool = False) -> list[str | None]:
+    """Per cell as papermill executes it: ``code cell k/K · <section heading>``, None for markdown.
+
+    Args:
+        notebook: the source notebook.
+        injected: papermill adds an ``injected-parameters`` cell after the parameters cell
+            when parameters are passed; count it.
+    """
+    import nbformat
+
+    kinds, current = [], ""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            first = (cell.source.strip().splitlines() or [""])[0]
+            current = first.lstrip("#").strip() if first.startswith("#") else current
+            kinds.append(None)
+            continue
+        kinds.append(current)
+        if injected and "parameters" in cell.metadata.get("tags", []):
+            kinds.append("injected parameters")
+    total = sum(k is not None for k in kinds)
+    steps, k = [], 0
+    for section in kinds:
+        k += section is not None
+        steps.append(None if section is None else f"code cell {k}/{total} · {section}")
+    return steps
+
+
+def _execute(nb: Path, params: dict, label: str, out: Path) -> None:
     import papermill
 
-    profile = load_profile(profile_name)
-    runs = plan_runs(profile, notebook_list(only))
-    if not runs:
-        raise SystemExit(f"no notebooks match {only}")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = paths.RUNS / (run_name or f"{Path(profile_name).stem}-{stamp}")
-    out.mkdir(parents=True, exist_ok=True)
-    # the kernels inherit this environment: notebooks write their outputs into the run folder
-    os.environ["BFUTILS_RUN_DIR"] = str(out)
-    timings = []
-    for nb, params, label in runs:
-        t0 = time.perf_counter()
-        print(f"[pipeline] {label} {params}", flush=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_CellLines(label, cell_steps(nb, injected=bool(params))))
+    log = logging.getLogger("papermill")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
         papermill.execute_notebook(
             input_path=str(nb),
             output_path=str(out / f"{label}.ipynb"),
@@ -113,16 +165,78 @@ def run(profile_name: str, run_name: str | None = None, only: list[str] | None =
             cwd=str(paths.NOTEBOOKS),
             kernel_name="python3",
             progress_bar=False,
+            log_output=True,
         )
-        timings.append((label, time.perf_counter() - t0))
-        print(f"[pipeline] {label} done in {timings[-1][1]:.0f} s", flush=True)
+    finally:
+        log.removeHandler(handler)
+
+
+def _link(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` (relative); a real folder in the way is left alone."""
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        print(f"[pipeline] {link} is a folder, not a link: left as it is", flush=True)
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(target, link.parent))
+
+
+def run(
+    profile_name: str,
+    run_name: str | None = None,
+    only: list[str] | None = None,
+    publish: bool = False,
+) -> Path:
+    """Execute the planned notebooks into a run folder; returns the folder.
+
+    Args:
+        profile_name: ``params/<name>.yaml`` or a path to a YAML profile.
+        run_name: folder name under ``runs/`` (default ``<profile>-<time>``).
+        only: notebook prefixes to run (default all).
+        publish: afterwards copy the run's figures into ``figures/`` and write its tables
+            into the README (:func:`bfutils.runs.publish`); off by default, so a run never
+            rewrites tracked files unless asked.
+    """
+    profile = load_profile(profile_name)
+    runs = plan_runs(profile, notebook_list(only))
+    if not runs:
+        raise SystemExit(f"no notebooks match {only}")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = paths.RUNS / (run_name or f"{Path(profile_name).stem}-{stamp}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[pipeline] profile {profile_name}: {len(runs)} notebook runs into {out}", flush=True)
+    timings = []
+    # the kernels inherit this environment: notebooks write everything into the run folder,
+    # and their progress bars go to this console; restored afterwards
+    saved = {k: os.environ.get(k) for k in ("BFUTILS_RUN_DIR", "BFUTILS_PROGRESS")}
+    os.environ["BFUTILS_RUN_DIR"] = str(out)
+    os.environ.setdefault("BFUTILS_PROGRESS", "console")
+    try:
+        for k, (nb, params, label) in enumerate(runs, start=1):
+            t0 = time.perf_counter()
+            print(f"[pipeline] ({k}/{len(runs)}) {label} {params}", flush=True)
+            _execute(nb, params, label, out)
+            timings.append((label, time.perf_counter() - t0))
+            print(f"[pipeline] {label} done in {timings[-1][1]:.0f} s", flush=True)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     lines = [f"{label}\t{sec:.1f}" for label, sec in timings]
     (out / "timings.tsv").write_text("notebook\tseconds\n" + "\n".join(lines) + "\n")
-    latest = paths.RUNS / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(out.name)
-    print(f"[pipeline] run folder: {out}")
+    _link(paths.RUNS / "latest", out)
+    # the conventional place of the newest run's data, for tools that read the project layout
+    # (e.g. ../shared/tools/check_artifacts.py); a link, so runs still own their data
+    _link(paths.DATA / "processed", out / "data")
+    print(f"[pipeline] run folder: {out} (runs/latest)")
+    if publish:
+        from bfutils import runs as runs_mod
+
+        runs_mod.publish(out)
+        print("[pipeline] published: figures/ and the README results block")
     return out
 
 
@@ -133,12 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-name", default=None, help="run folder name under runs/")
     ap.add_argument("--only", nargs="*", default=None, help="notebook prefixes, e.g. 01 02")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    ap.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy the run's figures to figures/ and its tables into README.md afterwards",
+    )
     args = ap.parse_args(argv)
     if args.dry_run:
         for nb, params, label in plan_runs(load_profile(args.profile), notebook_list(args.only)):
             print(label, nb.name, params)
         return 0
-    run(args.profile, run_name=args.run_name, only=args.only)
+    run(args.profile, run_name=args.run_name, only=args.only, publish=args.publish)
     return 0
 
 

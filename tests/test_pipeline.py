@@ -1,5 +1,6 @@
 """The pipeline entry point plans runs from profiles and refuses undeclared parameters."""
 
+import nbformat
 import pytest
 import yaml
 
@@ -53,3 +54,53 @@ def test_dry_run_prints_the_plan(capsys):
     assert pipeline.main(["--profile", "smoke", "--dry-run", "--only", "01"]) == 0
     assert "01_prepare_data" in capsys.readouterr().out
     assert paths.NOTEBOOKS.exists()
+
+
+def test_cell_lines_name_the_notebook_cell_and_section():
+    import logging
+
+    nb = paths.NOTEBOOKS / "03_train_barlow_twins.ipynb"
+    steps = pipeline.cell_steps(nb, injected=True)
+    assert len(steps) == len(nbformat.read(nb, as_version=4).cells) + 1
+    n = next(i for i, s in enumerate(steps, start=1) if s and s.endswith("· Train"))
+    filt = pipeline._CellLines("03_train_joint", steps)
+    rec = logging.LogRecord("papermill", logging.INFO, "", 0, f"Executing Cell {n}-----", (), None)
+    assert filt.filter(rec)
+    assert rec.getMessage().startswith("[pipeline] 03_train_joint: code cell ")
+    assert rec.getMessage().endswith("· Train")
+    # markdown cells and the notebooks' own printed output are not repeated on the console
+    md = logging.LogRecord("papermill", logging.INFO, "", 0, "Executing Cell 1---", (), None)
+    other = logging.LogRecord("papermill", logging.INFO, "", 0, "some printed table", (), None)
+    assert not filt.filter(md) and not filt.filter(other)
+
+
+def _tracked_changes() -> str:
+    import subprocess
+
+    cmd = ["git", "status", "--porcelain", "--untracked-files=no"]
+    return subprocess.run(cmd, cwd=paths.ROOT, capture_output=True, text=True).stdout
+
+
+def test_a_run_owns_its_outputs_and_shows_progress(tmp_path, monkeypatch, capfd):
+    # notebook 01 end to end through papermill, on a small slice of the embedded data
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(paths, "DATA", tmp_path / "data")
+    prof = tmp_path / "tiny.yaml"
+    nb01 = {"max_per_source": 80, "image_size": 32}
+    prof.write_text(yaml.safe_dump({"notebooks": {"01_prepare_data": nb01}}))
+    before = _tracked_changes()
+    out = pipeline.run(str(prof), run_name="tiny-a", only=["01"])
+    assert out == tmp_path / "runs" / "tiny-a"
+    for f in ("data/manifest.csv", "data/images.npz", "figures/01_counts.png",
+              "figures/01_counts.csv", "01_prepare_data.ipynb", "timings.tsv",
+              "params_01_prepare_data.json"):  # fmt: skip
+        assert (out / f).exists(), f
+    assert (tmp_path / "runs" / "latest").resolve() == out
+    assert (tmp_path / "data" / "processed").resolve() == out / "data"
+    assert _tracked_changes() == before, "a run changed tracked files"
+    err = capfd.readouterr().err
+    assert "[pipeline] 01_prepare_data: code cell 1/" in err and "· Checks" in err
+    # the environment the kernels inherited is restored
+    import os
+
+    assert os.environ.get("BFUTILS_RUN_DIR") != str(out)

