@@ -37,7 +37,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from bfutils.progress import bar as tqdm
 
 Norm = tuple[tuple[float, ...], tuple[float, ...]]
 

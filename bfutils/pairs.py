@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from bfutils import augment
+from bfutils.progress import bar as tqdm
 
 SPLITS = ("train", "val", "test")
 PAIR_COLUMNS = [
@@ -287,7 +287,9 @@ def materialize(plan: pd.DataFrame, images: np.ndarray, progress: bool = True):
     a = np.empty((len(plan), *images.shape[1:]), dtype=np.uint8)
     b = np.empty_like(a)
     rows = plan[["idx_a", "idx_b", "alter_a", "alter_b"]].itertuples(index=False)
-    for k, (ia, ib, ja, jb) in enumerate(tqdm(rows, total=len(plan), disable=not progress)):
+    for k, (ia, ib, ja, jb) in enumerate(
+        tqdm(rows, total=len(plan), desc="alter pairs", disable=not progress)
+    ):
         a[k] = augment.apply(images[ia], augment.Alteration.from_json(ja)) if ja else images[ia]
         b[k] = augment.apply(images[ib], augment.Alteration.from_json(jb)) if jb else images[ib]
     return a, b

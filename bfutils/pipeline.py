@@ -148,6 +148,23 @@ def cell_steps(notebook: Path, injected: bool = False) -> list[str | None]:
     return steps
 
 
+def _ipc_kernel_manager():
+    """A kernel manager that talks to the kernel over local IPC sockets instead of TCP.
+
+    Over TCP ipykernel warns "Kernel is running over TCP without encryption" at every start.
+    The kernel is a child process on this machine, so Unix domain sockets (files in Jupyter's
+    runtime folder, readable by this user only) are the right transport, and the warning is
+    answered rather than hidden.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(nb: Path, params: dict, label: str, out: Path) -> None:
     import papermill
 
@@ -166,6 +183,7 @@ def _execute(nb: Path, params: dict, label: str, out: Path) -> None:
             kernel_name="python3",
             progress_bar=False,
             log_output=True,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     finally:
         log.removeHandler(handler)

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from bfutils.data import embedded, haxby, imagefiles
 from bfutils.data.downloads import (
@@ -65,6 +64,7 @@ from bfutils.data.files import (
 )
 from bfutils.data.pixels import check_fit, fit_square, to_square
 from bfutils.data.schema import COLUMNS, check_unique, frame
+from bfutils.progress import bar as tqdm
 
 __all__ = [
     "AXES",

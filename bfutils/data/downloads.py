@@ -15,9 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from bfutils import paths
+from bfutils.progress import bar as tqdm
 
 logger = logging.getLogger(__name__)
 
