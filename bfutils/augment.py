@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one concept, the catalogue of every alteration family with its recipe.
 """The alteration catalogue: manual figure manipulations that turn one image into a "derived" one.
 
 Each alteration is an explicit recipe, a family name plus the parameters drawn for it

@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one concept, the model (encoder loading, projector, head, encoding).
 """The Siamese model M(x, y) = h(g(f(x)), g(f(y))) in [0, 1]: encoder f, projector g, head h.
 
 Nekhoroshkov, Dorin, Grabovoy (MIPT 2025; github.com/intsystems/2025-Project-170) train the
