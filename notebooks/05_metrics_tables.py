@@ -24,7 +24,7 @@
 # results block; nothing here changes a tracked file.
 
 # %% tags=["parameters"]
-n_boot: int = 1000  # bootstrap resamples for the 95% intervals
+n_boot: int = 200  # bootstrap resamples for the 95% intervals
 gallery_model: str = "fused"  # whose hardest errors are shown
 retrieval: bool = True  # also run the copy-detection retrieval evaluation
 seed: int = 0  # bootstrap and retrieval seed
