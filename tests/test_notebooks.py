@@ -60,3 +60,30 @@ def test_notebook_shape(ipynb):
     assert "parameters" in code[0].metadata.get("tags", []), "the first code cell is parameters"
     assert "assert" in code[-1].source or "assert" in code[-2].source
     assert nb.cells[-1].cell_type == "markdown"
+
+
+def test_saving_in_jupyterlab_updates_the_py_twin(tmp_path):
+    # JupyterLab saves through the server's contents manager, which jupytext's server extension
+    # (enabled in .venv) replaces; jupytext.toml at the root pairs every notebook.
+    import asyncio
+    import shutil
+
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+    from jupytext.async_contentsmanager import build_async_jupytext_contents_manager_class
+
+    shutil.copy(paths.ROOT / "jupytext.toml", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    for ext in (".ipynb", ".py"):
+        shutil.copy(NOTEBOOKS[1].with_suffix(ext), tmp_path / "notebooks")
+    name = f"notebooks/{NOTEBOOKS[1].name}"
+    manager = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)
+    cm = manager(root_dir=str(tmp_path))
+
+    async def edit_and_save():
+        model = await cm.get(name)
+        model["content"].cells[-1].source += "\n\nEdited in JupyterLab."
+        await cm.save(model, name)
+
+    asyncio.run(edit_and_save())
+    twin = (tmp_path / name).with_suffix(".py").read_text()
+    assert "# Edited in JupyterLab." in twin
