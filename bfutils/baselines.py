@@ -23,9 +23,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bfutils import classic, train
+from bfutils import classic, metrics, registry, train
 
-LEARNED = ("barlow_twins", "simclr", "bce_only")
+LEARNED = registry.LEARNED_BASELINES  # the order notebook 04 trains them in
 
 
 def _each_split(eval_sets, score_fn, name):
@@ -40,17 +40,21 @@ def learned(schedule, cfg, manifest, images, eval_sets, data=None, save_to=None)
     """Train a learned baseline with the loop of notebook 03.
 
     Args:
-        schedule: ``barlow_twins``, ``simclr`` or ``bce_only``.
+        schedule: one of :data:`bfutils.registry.LEARNED_BASELINES`.
         cfg: the :class:`bfutils.train.TrainConfig` of the pair model (same budget).
         manifest, images, eval_sets: as for :func:`bfutils.train.train`.
         data: cached features to reuse (same frozen encoder).
         save_to: where to save the trained model (weights + config), if given.
 
     Returns:
-        ``(preds, history, data)``.
+        ``(preds, history, data)``; early stopping and the history's ``val_roc_auc`` use the
+        validation ROC-AUC, as for the pair model.
     """
+    registry.check_schedule(schedule, allowed=registry.LEARNED_BASELINES)
     cfg = train.TrainConfig(**(vars(cfg) | {"schedule": schedule}))
-    model, data, hist = train.train(cfg, manifest, images, eval_sets, data=data)
+    model, data, hist = train.train(
+        cfg, manifest, images, eval_sets, val_metric=metrics.roc_auc, data=data
+    )
     if save_to is not None:
         train.save_model(model, cfg, save_to)
     return train.predictions(model, data, eval_sets, cfg, name=schedule), hist, data

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from bfutils import paths
+from bfutils import paths, registry
 
 
 def load_profile(name: str) -> dict:
@@ -88,7 +88,12 @@ def plan_runs(profile: dict, notebooks: list[Path]) -> list[tuple[Path, dict, st
             used_common |= set(params)
             params.update(own)
             label = nb.stem + (f"_{k}" if len(sets) > 1 else "")
-            label += "".join(f"_{v}" for key, v in own.items() if key == "schedule")
+            if "schedule" in own:  # a notebook run once per schedule is labelled by it
+                try:
+                    registry.check_schedule(own["schedule"], allowed=registry.PAIR_MODELS)
+                except ValueError as err:
+                    raise SystemExit(f"{nb.name}: {err}") from err
+                label += f"_{own['schedule']}"
             runs.append((nb, params, label))
     unused = set(common) - used_common
     if unused and stems == all_stems:

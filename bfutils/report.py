@@ -8,19 +8,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bfutils import metrics, pairs, paths, results
-
-ORDER = ["joint", "sequential", "fused", "barlow_twins", "simclr", "bce_only", "clip",
-         "imagenet_cnn", "phash", "dhash", "whash", "ahash", "keypoints"]  # fmt: skip
-
-
-def _ordered(names) -> list[str]:
-    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+from bfutils import metrics, pairs, paths, registry, results
 
 
 def main_table(preds: dict, status: pd.DataFrame | None, n_boot: int, seed: int) -> pd.DataFrame:
     """One row per model: metrics of those that ran, ``not run: ...`` for the others."""
-    rows = [results.summary(preds[m], m, n_boot=n_boot, seed=seed) for m in _ordered(preds)]
+    rows = [results.summary(preds[m], m, n_boot=n_boot, seed=seed) for m in registry.ordered(preds)]
     if status is not None:
         for r in status.itertuples():
             if r.model not in preds:

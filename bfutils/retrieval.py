@@ -23,20 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from bfutils import augment, classic, metrics, models, train
+from bfutils import augment, classic, metrics, models, registry, train
+from bfutils.progress import bar as tqdm
 
 MODEL_METHODS = ("pair_model", "cosine_embedding", "cosine_encoder")
 METHODS = MODEL_METHODS + classic.HASH_METHODS
-# How a saved model scores pairs, by its training schedule.
-SCHEDULE_METHOD = {
-    "sequential": "pair_model",
-    "joint": "pair_model",
-    "bce_only": "pair_model",
-    "barlow_twins": "cosine_embedding",
-    "simclr": "cosine_embedding",
-}
+# The retrieval method of each way a saved model scores pairs (bfutils.registry.SCORING).
+SCORING_METHOD = {"head": "pair_model", "cosine": "cosine_embedding"}
 BUILD_KEYS = ("queries", "references", "gt", "table")
 RESULT_COLUMNS = [
     "model", "method", "top1", "top5", "top10", "micro_ap",
@@ -241,7 +235,8 @@ def _plan(run_dir: Path) -> list[tuple[str, str, Path | None]]:
     plan, cnn = [], None
     for path in sorted(run_dir.glob("model_*.pt")):
         cfg = train.load_model(path)[1]
-        plan.append((path.stem.removeprefix("model_"), SCHEDULE_METHOD[cfg.schedule], path))
+        method = SCORING_METHOD[registry.scoring(cfg.schedule)]
+        plan.append((path.stem.removeprefix("model_"), method, path))
         # a frozen pretrained encoder still holds the ImageNet weights it was built with
         if cnn is None and cfg.pretrained is not None and cfg.freeze_backbone:
             cnn = path
@@ -254,8 +249,9 @@ def _plan(run_dir: Path) -> list[tuple[str, str, Path | None]]:
 def evaluate_all(build: dict, run_dir, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
     """Retrieval metrics of every saved model of a run, the ImageNet CNN and phash.
 
-    Each ``model_<name>.pt`` is scored by its schedule: ``pair_model`` for
-    sequential/joint/bce_only, ``cosine_embedding`` for barlow_twins/simclr. ``imagenet_cnn``
+    Each ``model_<name>.pt`` is scored as its schedule scores (:func:`bfutils.registry.scoring`):
+    ``pair_model`` for the pair head (sequential, joint, bce_only), ``cosine_embedding`` for the
+    embedding cosine (barlow_twins, simclr). ``imagenet_cnn``
     is the ``cosine_encoder`` of the first saved model whose encoder is pretrained and frozen
     (left out when there is none).
 

@@ -15,12 +15,18 @@ of every training image are computed once (:class:`FeatureData`), so the CPU pro
 minutes; otherwise :class:`PixelData` runs the encoder on freshly altered pixels every step.
 Distributed training is opt-in: launched under ``torchrun`` the loop wraps the objective in
 DistributedDataParallel (gloo on CPU, nccl on CUDA).
+
+Early stopping needs a validation score, and the loop imports no evaluation code to get one: the
+caller passes the scorer (``val_metric``, e.g. :func:`bfutils.metrics.roc_auc`), so what the
+model is selected on is declared where the run is configured. The schedules and how each scores
+are declared in :mod:`bfutils.registry`.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,11 +34,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from bfutils import augment, losses, metrics, models, pairs
+from bfutils import losses, models, registry
+from bfutils.progress import bar as tqdm
+from bfutils.trainsets import FeatureData, PixelData, _draw, model_norm  # noqa: F401 (API)
 
-SCHEDULES = ("sequential", "joint", "bce_only", "barlow_twins", "simclr")
+ValMetric = Callable[[np.ndarray, np.ndarray], float]
+"""``val_metric(labels, scores) -> float``, higher is better (e.g. ROC-AUC)."""
 
 
 @dataclass
@@ -55,7 +63,7 @@ class TrainConfig:
     bt_weight: float = 0.5  # lambda of the joint loss L_BCE + lambda * L_BT
     redundancy_weight: float = 5e-3  # lambda inside the Barlow Twins loss
     temperature: float = 0.2  # NT-Xent (SimCLR)
-    patience: int = 6  # epochs without a better validation ROC-AUC before a phase stops
+    patience: int = 6  # epochs without a better validation score before a phase stops
     cache_views: int = 8  # altered views per training image when features are cached
     positive_share: float = 0.4
     hard_share: float = 0.4
@@ -64,8 +72,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        registry.check_schedule(self.schedule)
         self.projector_widths = tuple(int(w) for w in self.projector_widths)
 
 
@@ -81,157 +88,24 @@ class Phase:
 
 
 def phases(cfg: TrainConfig) -> list[Phase]:
-    """The schedule as a list of phases."""
+    """The schedule as a list of phases; the last scores pairs as the registry declares."""
     enc = () if cfg.freeze_backbone else ("encoder",)
     table = {
         "sequential": [
+            # no head yet: phase 1 is selected on the cosine of its embeddings
             Phase("barlow_twins", {"bt": 1.0}, enc + ("projector",), score="cosine"),
             Phase("bce", {"bce": 1.0}, ("head",)),
         ],
         "joint": [Phase("joint", {"bce": 1.0, "bt": cfg.bt_weight}, enc + ("projector", "head"))],
         "bce_only": [Phase("bce", {"bce": 1.0}, enc + ("projector", "head"))],
-        "barlow_twins": [Phase("barlow_twins", {"bt": 1.0}, enc + ("projector",), "cosine")],
-        "simclr": [Phase("simclr", {"ntxent": 1.0}, enc + ("projector",), score="cosine")],
+        "barlow_twins": [Phase("barlow_twins", {"bt": 1.0}, enc + ("projector",))],
+        "simclr": [Phase("simclr", {"ntxent": 1.0}, enc + ("projector",))],
     }
     out = table[cfg.schedule]
+    out[-1].score = registry.scoring(cfg.schedule)
     for p in out:
         p.epochs = cfg.epochs
     return out
-
-
-# ----------------------------------------------------------------------------- data
-def _to_float(x: np.ndarray, size: int, device: str) -> torch.Tensor:
-    t = torch.from_numpy(x).permute(0, 3, 1, 2)
-    if device.startswith("cuda"):
-        t = t.pin_memory().to(device, non_blocking=True)
-    t = t.float().div_(255.0)
-    if t.shape[-1] != size:
-        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
-    if device.startswith("cuda"):
-        t = t.contiguous(memory_format=torch.channels_last)
-    return t
-
-
-class FeatureData:
-    """Cached frozen-encoder features: altered views of training images, evaluation pairs.
-
-    View 0 of every training image is the original, views 1..V-1 random alterations from
-    the catalogue. Positive training pairs are two different views of one image; negatives
-    are views of two images chosen by the pair sampler (easy and hard alike).
-    """
-
-    def __init__(self, model, manifest, images, eval_sets, cfg, device, rank=0):
-        self.device, self.cfg = device, cfg
-        rng = np.random.default_rng([cfg.seed, 7])
-        self.sampler = pairs.PairSampler(
-            manifest, images, seed=cfg.seed + 1000 * rank,
-            config=pairs.PairConfig(positive_share=cfg.positive_share, hard_share=cfg.hard_share),
-        )  # fmt: skip
-        train_idx = self.sampler.index
-        self.pos = {int(g): k for k, g in enumerate(train_idx)}
-        views = [images[train_idx]]
-        for _ in tqdm(range(cfg.cache_views - 1), desc="alter views"):
-            alts = [augment.random_alteration(rng) for _ in train_idx]
-            views.append(augment.apply_batch(images[train_idx], alts))
-        enc = lambda x: self._encode(model, x)  # noqa: E731
-        self.views = torch.stack([enc(v) for v in tqdm(views, desc="encode views")])
-        self.eval = {s: (enc(a), enc(b)) for s, (_, a, b) in eval_sets.items()}
-        self.rng = np.random.default_rng([cfg.seed, 11, rank])
-
-    def _encode(self, model, x):
-        f = models.encode_images(
-            model.encoder, model_norm(model), x, size=self.cfg.input_size,
-            batch_size=128, device=self.device, progress=False,
-        )  # fmt: skip
-        return torch.from_numpy(f).to(self.device)
-
-    def embed(self, model, f):
-        """Projector output of cached features."""
-        return model.projector(f)
-
-    def view_batch(self, n):
-        """Two different views of ``n`` training images."""
-        i = self.rng.integers(self.views.shape[1], size=n)
-        v1 = self.rng.integers(self.views.shape[0], size=n)
-        v2 = (v1 + self.rng.integers(1, self.views.shape[0], size=n)) % self.views.shape[0]
-        return self.views[v1, i], self.views[v2, i]
-
-    def pair_batch(self, n):
-        """Labelled pairs with the evaluation rules, as cached view features."""
-        plan = self.sampler.plan(n)
-        ia = np.array([self.pos[i] for i in plan["idx_a"]])
-        ib = np.array([self.pos[i] for i in plan["idx_b"]])
-        v = self.views.shape[0]
-        va = self.rng.integers(v, size=n)
-        vb = self.rng.integers(v, size=n)
-        same = ia == ib
-        vb[same] = (va[same] + self.rng.integers(1, v, size=same.sum())) % v
-        y = torch.tensor(plan["label"].to_numpy(), dtype=torch.float32, device=self.device)
-        return self.views[va, ia], self.views[vb, ib], y
-
-    def eval_logits_or_cos(self, model, split, score):
-        fa, fb = self.eval[split]
-        return _score_batches(model, fa, fb, score, embed=self.embed)
-
-
-class PixelData:
-    """Freshly altered pixels every step; the encoder runs (and may train)."""
-
-    def __init__(self, model, manifest, images, eval_sets, cfg, device, rank=0):
-        self.device, self.cfg, self.images = device, cfg, images
-        self.sampler = pairs.PairSampler(
-            manifest, images, seed=cfg.seed + 1000 * rank,
-            config=pairs.PairConfig(positive_share=cfg.positive_share, hard_share=cfg.hard_share),
-        )  # fmt: skip
-        self.eval = {s: (a, b) for s, (_, a, b) in eval_sets.items()}
-        self.rng = np.random.default_rng([cfg.seed, 11, rank])
-
-    def embed(self, model, x):
-        return model.embed(x)
-
-    def view_batch(self, n):
-        idx = self.rng.choice(self.sampler.index, size=n)
-        v = [augment.view_pair(self.images[i], self.rng)[:2] for i in idx]
-        s, d = self.cfg.input_size, self.device
-        return _to_float(np.stack([a for a, _ in v]), s, d), _to_float(
-            np.stack([b for _, b in v]), s, d
-        )
-
-    def pair_batch(self, n):
-        a, b, y, _ = self.sampler.batch(n)
-        s, d = self.cfg.input_size, self.device
-        return _to_float(a, s, d), _to_float(b, s, d), torch.from_numpy(y).to(d)
-
-    def eval_logits_or_cos(self, model, split, score):
-        a, b = self.eval[split]
-        s, d = self.cfg.input_size, self.device
-        out = []
-        for k in range(0, len(a), 128):
-            xa, xb = _to_float(a[k : k + 128], s, d), _to_float(b[k : k + 128], s, d)
-            out.append(_score_batches(model, xa, xb, score, embed=self.embed))
-        return np.concatenate(out)
-
-
-def model_norm(model) -> tuple:
-    return (tuple(model.mean.flatten().tolist()), tuple(model.std.flatten().tolist()))
-
-
-def _score_batches(model, xa, xb, score, embed):
-    # restore every module's own mode afterwards: a plain model.train() would put a frozen
-    # projector (sequential phase 2) back in train mode and let its BatchNorm statistics drift
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            za, zb = embed(model, xa), embed(model, xb)
-            if score == "cosine":
-                s = F.cosine_similarity(za, zb, dim=1)
-            else:
-                s = torch.sigmoid(model.head(za, zb))
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
-    return s.float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- loop
@@ -259,15 +133,6 @@ class Objective(nn.Module):
             out["bce"] = losses.pair_bce_loss(logits.float(), batch["y"])
         out["total"] = sum(w * out[k] for k, w in self.phase.losses.items())
         return out
-
-
-def _draw(data, phase, n) -> dict:
-    batch = {}
-    if {"bt", "ntxent"} & set(phase.losses):
-        batch["v1"], batch["v2"] = data.view_batch(n)
-    if "bce" in phase.losses:
-        batch["a"], batch["b"], batch["y"] = data.pair_batch(n)
-    return batch
 
 
 def _set_trainable(model, phase):
@@ -322,37 +187,90 @@ def train_step(objective, batch, opt, sched, scaler, where="") -> dict:
     return out
 
 
-def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=None):
-    """Train one phase with AdamW, cosine decay, early stopping on validation ROC-AUC."""
+def _train_epoch(objective, data, phase, cfg, opt, sched, scaler, epoch) -> dict:
+    """``cfg.steps_per_epoch`` optimiser steps; returns the epoch's mean of every loss term."""
+    sums = {}
+    for step in range(cfg.steps_per_epoch):
+        batch = _draw(data, phase, cfg.batch_size)
+        out = train_step(objective, batch, opt, sched, scaler, where=f"epoch {epoch} step {step}")
+        for key, v in out.items():
+            sums[key] = sums.get(key, 0.0) + v.item() / cfg.steps_per_epoch
+    return sums
+
+
+def score_column(val_metric: ValMetric) -> str:
+    """History column of the validation score: ``val_`` + the scorer's name.
+
+    ``val_roc_auc`` for :func:`bfutils.metrics.roc_auc`; ``val_score`` for a scorer without a
+    usable name (a lambda, a :func:`functools.partial`).
+    """
+    name = getattr(val_metric, "__name__", "")
+    return f"val_{name}" if name.isidentifier() else "val_score"
+
+
+def run_phase(
+    model,
+    data,
+    phase,
+    cfg,
+    k,
+    log,
+    *,
+    val_metric,
+    ckpt=None,
+    start_epoch=0,
+    state=None,
+    progress=False,
+) -> dict:
+    """Train one phase with AdamW and cosine decay, stopping early on the validation score.
+
+    Args:
+        model: the :class:`bfutils.models.SiameseModel`, trained in place.
+        data: a :class:`FeatureData` or :class:`PixelData` holding ``val_labels``.
+        phase: the :class:`Phase` to run.
+        cfg: the run's :class:`TrainConfig`.
+        k: index of the phase in the schedule (recorded in checkpoints).
+        log: list that gets one row per epoch (losses, learning rate, validation score).
+        val_metric: ``val_metric(labels, scores) -> float``, higher is better; it picks the
+            best epoch and ends the phase after ``cfg.patience`` epochs without a better one.
+        ckpt: where to save a checkpoint after every epoch (rank 0 only).
+        start_epoch: first epoch to run (resuming).
+        state: the checkpoint to resume the optimiser, scheduler and best epoch from.
+        progress: show a bar of epochs with the latest validation score.
+
+    Returns:
+        The best epoch: ``{"score", "epoch", "state", "bad"}``; the model holds its weights.
+    """
     rank, world = _distributed()
     params = _set_trainable(model, phase)
     objective = Objective(model, data, phase, cfg)
     if world > 1:
         objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
     opt, sched, scaler = optimiser(params, phase, cfg, device=data.device)
-    best = {"auc": -1.0, "epoch": -1, "state": None, "bad": 0}
+    best = {"score": -np.inf, "epoch": -1, "state": None, "bad": 0}
     if state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         best.update(state["best"])
-    for epoch in range(start_epoch, phase.epochs):
-        t0, sums = time.perf_counter(), {}
-        for step in range(cfg.steps_per_epoch):
-            batch = _draw(data, phase, cfg.batch_size)
-            out = train_step(
-                objective, batch, opt, sched, scaler, where=f"epoch {epoch} step {step}"
-            )
-            for key, v in out.items():
-                sums[key] = sums.get(key, 0.0) + v.item() / cfg.steps_per_epoch
+    epochs = tqdm(
+        range(start_epoch, phase.epochs),
+        desc=f"{cfg.schedule}: {phase.name}",
+        unit="epoch",
+        disable=not progress or rank != 0,
+    )
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        sums = _train_epoch(objective, data, phase, cfg, opt, sched, scaler, epoch=epoch)
         if world > 1:
             _sync_from_rank0(model)  # BatchNorm running stats drift apart between ranks
         val = data.eval_logits_or_cos(model, "val", phase.score)
-        auc = metrics.roc_auc(data.val_labels, val)
+        score = float(val_metric(data.val_labels, val))
         row = {"phase": phase.name, "epoch": epoch, "lr": sched.get_last_lr()[0],
-               "val_roc_auc": auc, "seconds": time.perf_counter() - t0}  # fmt: skip
+               score_column(val_metric): score, "seconds": time.perf_counter() - t0}  # fmt: skip
         log.append(row | {f"loss_{key}": v for key, v in sums.items()})
-        if auc > best["auc"]:
-            best.update(auc=auc, epoch=epoch, bad=0, state=_clone(model.state_dict()))
+        epochs.set_postfix(loss=f"{sums['total']:.3f}", val=f"{score:.3f}")
+        if score > best["score"]:
+            best.update(score=score, epoch=epoch, bad=0, state=_clone(model.state_dict()))
         else:
             best["bad"] += 1
         if ckpt is not None and rank == 0:
@@ -361,7 +279,11 @@ def run_phase(model, data, phase, cfg, k, log, ckpt=None, start_epoch=0, state=N
                         "scheduler": sched.state_dict(), "best": best,
                         "log": log}, ckpt)  # fmt: skip
         if best["bad"] >= cfg.patience:
+            epochs.set_postfix_str(
+                f"early stop, best val {best['score']:.3f} at epoch {best['epoch']}"
+            )
             break
+    epochs.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return best
@@ -380,7 +302,18 @@ def _clone(state):
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progress=True, data=None):
+def train(
+    cfg: TrainConfig,
+    manifest: pd.DataFrame,
+    images: np.ndarray,
+    eval_sets: dict,
+    *,
+    val_metric: ValMetric,
+    checkpoint=None,
+    resume=None,
+    progress: bool = True,
+    data=None,
+):
     """Build the model, prepare the data, run every phase of the schedule.
 
     Args:
@@ -389,11 +322,15 @@ def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progre
         images: all images (N, H, W, 3) uint8.
         eval_sets: ``{"val": (pairs, a, b), "test": (pairs, a, b)}`` from
             :func:`bfutils.pairs.load_pairs`.
+        val_metric: ``val_metric(labels, scores) -> float`` on the validation pairs, higher is
+            better (e.g. :func:`bfutils.metrics.roc_auc`); each phase keeps its best epoch by
+            it. The history column is :func:`score_column` of it (``val_roc_auc`` there).
         checkpoint: where to save a checkpoint after every epoch (config included).
         resume: a checkpoint to continue from (completed phases are skipped).
-        progress: show tqdm bars for the phases.
+        progress: show a bar of epochs per phase (with the latest validation score).
         data: a :class:`FeatureData` from an earlier run with the same frozen encoder and
-            input size, to reuse its cached features (several baselines in one notebook).
+            input size, to reuse its cached features (several baselines in one notebook). Its
+            random streams restart from ``cfg.seed``, so the run trains as with a fresh one.
 
     Returns:
         ``(model, data, history)``: the trained model (best validation epoch of each phase),
@@ -412,25 +349,27 @@ def train(cfg, manifest, images, eval_sets, checkpoint=None, resume=None, progre
     same = ("encoder", "pretrained", "input_size", "cache_views", "seed")
     if not isinstance(data, kind) or any(getattr(data.cfg, k) != getattr(cfg, k) for k in same):
         data = kind(model, manifest, images, eval_sets, cfg, device, rank=rank)
+    else:
+        data.restart(manifest, images, cfg, rank=rank)
     data.val_labels = eval_sets["val"][0]["label"].to_numpy()
     log, first, start, state = [], 0, 0, None
     if resume:
         saved = torch.load(resume, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         first, start, log, state = saved["phase"], saved["epoch"], saved["log"], saved
-    for k, phase in enumerate(tqdm(phases(cfg), desc=cfg.schedule, disable=not progress)):
+    for k, phase in enumerate(phases(cfg)):
         if k < first:
             continue
-        run_phase(model, data, phase, cfg, k, log, ckpt=checkpoint,
+        run_phase(model, data, phase, cfg, k, log, val_metric=val_metric, ckpt=checkpoint,
                   start_epoch=start if k == first else 0,
-                  state=state if k == first else None)  # fmt: skip
+                  state=state if k == first else None, progress=progress)  # fmt: skip
     model.eval()
     return model, data, pd.DataFrame(log)
 
 
 def predictions(model, data, eval_sets, cfg, name) -> pd.DataFrame:
     """Scores of the validation and test pairs, one row per pair."""
-    score = phases(cfg)[-1].score
+    score = registry.scoring(cfg.schedule)
     frames = []
     for split, (table, _, _) in eval_sets.items():
         s = data.eval_logits_or_cos(model, split, score)

@@ -52,7 +52,7 @@ n_boot: int = 100  # bootstrap resamples for the confidence intervals
 seed: int = 0  # seeds weights, views and training pairs
 
 # %%
-from bfutils import pairs, paths, plots, prepare, results, runlog, train
+from bfutils import metrics, pairs, paths, plots, prepare, registry, results, runlog, train
 
 run = runlog.start(
     f"03_train_barlow_twins_{schedule}",
@@ -64,7 +64,7 @@ run = runlog.start(
          n_boot=n_boot, seed=seed),
     required={"schedule": str, "epochs": int, "lr_start": float, "seed": int},
 )
-assert schedule in ("sequential", "joint"), f"schedule must be sequential or joint, got {schedule!r}"
+registry.check_schedule(schedule, allowed=registry.PAIR_MODELS)
 manifest, images = prepare.load()
 eval_sets = {s: pairs.load_pairs(paths.PROCESSED, s) for s in ("val", "test")}
 cfg = train.TrainConfig(
@@ -81,7 +81,7 @@ cfg
 
 # %%
 model, data, history = train.train(
-    cfg, manifest, images, eval_sets,
+    cfg, manifest, images, eval_sets, val_metric=metrics.roc_auc,
     checkpoint=run.path(f"checkpoint_{schedule}.pt"), resume=resume or None,
 )
 history.to_csv(run.path(f"history_{schedule}.csv"), index=False)

@@ -52,7 +52,7 @@ seed: int = 0  # seeds weights, views and training pairs
 # %%
 import pandas as pd
 
-from bfutils import baselines, classic, pairs, paths, prepare, results, runlog, train
+from bfutils import baselines, classic, pairs, paths, prepare, registry, results, runlog, train
 
 run = runlog.start(
     "04_baselines",
@@ -80,7 +80,7 @@ status = []  # one row per model: model, status, seconds
 
 # %%
 data = None
-for name in baselines.LEARNED:
+for name in registry.LEARNED_BASELINES:
     (preds, hist, data), sec = baselines.timed(
         baselines.learned, name, cfg, manifest, images, eval_sets, data=data,
         save_to=run.path(f"model_{name}.pt"))

@@ -32,7 +32,7 @@ seed: int = 0  # bootstrap and retrieval seed
 # %%
 import pandas as pd
 
-from bfutils import pairs, paths, plots, prepare, report, results, runlog
+from bfutils import pairs, paths, plots, prepare, registry, report, results, runlog
 
 run = runlog.start(
     "05_metrics_tables",
@@ -75,7 +75,7 @@ plots.save(plots.score_distributions(scores, shown), "05_scores", scores[scores[
 
 # %%
 rec = report.recall_by_family(preds, thr)
-grid = rec.pivot(index="family", columns="model", values="recall")[report._ordered(rec["model"].unique())]
+grid = rec.pivot(index="family", columns="model", values="recall")[registry.ordered(rec["model"].unique())]
 plots.save(plots.heatmap(grid, "Recall per alteration family"), "05_recall_by_family", rec)
 grid.round(2)
 
@@ -84,7 +84,7 @@ grid.round(2)
 
 # %%
 det = report.auc_by_detail(preds)
-grid = det.pivot(index="detail", columns="model", values="roc_auc")[report._ordered(det["model"].unique())]
+grid = det.pivot(index="detail", columns="model", values="roc_auc")[registry.ordered(det["model"].unique())]
 plots.save(plots.heatmap(grid, "Test ROC-AUC: all positives vs each kind of negative"), "05_auc_by_detail", det)
 fpr = report.fpr_by_kind(preds, thr)
 fig = plots.counts(fpr, x="model", y="fpr", hue="negative_kind", title="False-positive rate at the validation threshold")

@@ -88,3 +88,25 @@ def test_clip_without_weights_is_not_run(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(classic.BaselineUnavailable):
         baselines.clip({}, model_name="ViT-B-32", pretrained="laion2b_s34b_b79k")
+
+
+def test_learned_trains_on_validation_roc_auc_and_saves_its_schedule(tmp_path):
+    from tests_helpers import synthetic
+
+    from bfutils import pairs, train
+
+    m, images = synthetic(n_groups=10, per_group=4, size=32)
+    m["split"] = pairs.assign_splits(m, seed=0)
+    ev = {s: pairs.make_pairs(m, images, split=s, n_pairs=20, seed=0, progress=False)
+          for s in ("val", "test")}  # fmt: skip
+    cfg = train.TrainConfig(
+        schedule="joint", encoder="resnet18", pretrained=None, input_size=32,
+        projector_widths=(16, 16, 8), head_hidden=8, epochs=2, steps_per_epoch=1, batch_size=8,
+        cache_views=2, device="cpu",
+    )  # fmt: skip
+    preds, hist, _ = baselines.learned("simclr", cfg, m, images, ev, save_to=tmp_path / "m.pt")
+    assert set(preds["model"]) == {"simclr"} and len(preds) == 40
+    assert list(hist["epoch"]) == [0, 1] and hist["val_roc_auc"].between(0, 1).all()
+    assert train.load_model(tmp_path / "m.pt")[1].schedule == "simclr"
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        baselines.learned("joint", cfg, m, images, ev)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from tests_helpers import synthetic
 
-from bfutils import augment, classic, models, retrieval, train
+from bfutils import augment, classic, models, registry, retrieval, train
 
 SIZE = 40  # images; the model's input_size is 32, so encoding resizes
 
@@ -161,6 +161,12 @@ def test_evaluate_all_one_row_per_model(build, tmp_path):
     scores = table[["top1", "top5", "top10", "micro_ap"]]
     assert scores.notna().all().all() and scores.apply(lambda c: c.between(0, 1)).all().all()
     assert (table["top1"] <= table["top5"]).all() and (table["top5"] <= table["top10"]).all()
+
+
+def test_every_schedule_has_a_retrieval_method():
+    methods = {s: retrieval.SCORING_METHOD[registry.scoring(s)] for s in registry.SCHEDULES}
+    assert set(methods.values()) <= set(retrieval.MODEL_METHODS)
+    assert methods["bce_only"] == "pair_model" and methods["simclr"] == "cosine_embedding"
 
 
 def test_evaluate_all_skips_imagenet_cnn_without_a_pretrained_encoder(build, tmp_path):

@@ -1,6 +1,6 @@
 """Training throughput: our training step next to a bare PyTorch step of the same model.
 
-Run ``python -m bfutils.bench train [--encoder resnet18 --input-size 64 --batch-size 64
+Run ``python benchmarks/bench_train.py train [--encoder resnet18 --input-size 64 --batch-size 64
 --steps 20 --frozen/--no-frozen --real]``. This is a benchmark, not a test: it prints numbers and
 asserts nothing about them.
 
@@ -457,7 +457,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bfutils.bench", description=__doc__.split("\n")[0]
+        prog="python benchmarks/bench_train.py", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="images/s of our training step vs a bare PyTorch step")
