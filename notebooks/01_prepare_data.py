@@ -46,7 +46,7 @@ sources: str = "embedded"  # comma-separated: embedded, haxby, folder, dsb2018, 
 data_root: str = ""  # one root per source (comma-separated); empty: ../shared/data copy, else download
 image_size: int = 160  # stored square image size in px (models resize further)
 split: str = "70/10/20"  # train/val/test shares of groups ("80/20" carves val from train)
-max_per_source: int = 300  # cap on images per source, whole groups kept; 0 keeps all (profiles do)
+max_per_source: int = 200  # cap on images per source, whole groups kept; 0 keeps all (profiles do)
 on_error: str = "raise"  # bad image files: "raise" or "skip" (skips are logged with the reason)
 seed: int = 0  # seeds the split
 

@@ -31,8 +31,8 @@
 # `02_alterations`, `02_hard_negatives`, `02_pair_counts` (PNG + CSV).
 
 # %% tags=["parameters"]
-n_val_pairs: int = 200  # validation pairs (thresholds and early stopping are chosen on these)
-n_test_pairs: int = 400  # test pairs (every model is scored on these)
+n_val_pairs: int = 150  # validation pairs (thresholds and early stopping are chosen on these)
+n_test_pairs: int = 300  # test pairs (every model is scored on these)
 positive_share: float = 0.4  # share of positive pairs (the paper's protocol)
 hard_share: float = 0.4  # share of negatives drawn from the same group
 two_sided_share: float = 0.5  # share of positives made as (A1(x), A2(x))
