@@ -114,7 +114,7 @@ def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path
         "",
         f"Run `runs/{Path(run_dir).name}` ({when}), written by notebook 05 "
         "from that run's prediction files; its parameters and package versions are in the "
-        "run folder's `params_*.json`. Repeat with `make pipeline`.",
+        "run folder's `params_*.json`. Repeat with `make pipeline && make results`.",
         "",
     ]
     block += [table_md.strip(), ""]
