@@ -1,3 +1,4 @@
+# About 420 lines: one concept, the training loop (schedules, phases, steps, checkpoints, DDP).
 """One training loop for every variant: the schedule decides what each phase optimises.
 
 * ``sequential`` (the paper's first scheme): phase 1 trains the projector (and the encoder when
