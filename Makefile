@@ -1,5 +1,5 @@
 # Two commands do everything (each creates .venv and installs what it needs when missing):
-#   make pipeline    # run notebooks 01-05 on the embedded default data (profile smoke)
+#   make pipeline    # run notebooks 01-06 on the embedded default data (profile smoke)
 #   make test        # unit tests + every notebook under pytest --nbval
 # Other profiles: make pipeline PROFILE=cells   (DSB 2018 nuclei + BCCD blood smears)
 # A run writes only into runs/<profile>-<time>/ (runs/latest points at it). Tracked files change
@@ -12,7 +12,7 @@ RUN     ?= latest
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.bfutils-installed
 
-.PHONY: install pipeline results compare test test-fast lab bench lint sync
+.PHONY: install pipeline results compare test test-fast lab bench bench-find lint sync
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py train
+
+bench-find: $(STAMP)
+	$(PY) benchmarks/bench_find.py
 
 # After editing a notebook or its .py twin outside JupyterLab: bring the pair in sync (the newer
 # file wins) and strip outputs. tests/test_notebooks.py fails when a pair differs.

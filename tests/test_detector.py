@@ -1,0 +1,94 @@
+"""The detector file: self-describing, loads without pickle, scores symmetrically."""
+
+import numpy as np
+import pytest
+import torch
+
+from bfutils import detector
+
+
+def test_default_detector_is_small_and_self_describing():
+    assert detector.DEFAULT_PATH.stat().st_size < 1_000_000
+    det = detector.default()
+    assert det.encoder == "efficientnet_lite0" and det.weights == "lite0-offline"
+    assert {"size", "fit", "mean", "std", "views", "regions"} <= set(det.preprocess)
+    assert list(det.features) and len(det.fused["coef"]) == len(det.features)
+    assert 0 < det.threshold < 1 and det.provenance["command"].startswith("python -m")
+    assert len(det.descriptor_mean) == 1280
+
+
+def test_detector_file_loads_with_weights_only(tmp_path):
+    det = detector.default()
+    path = detector.save(det, tmp_path / "d.pt")
+    raw = torch.load(path, weights_only=True)  # no pickle: plain types and tensors only
+    assert raw["format"] == detector.FORMAT
+    again = detector.load(path)
+    assert again.fused == det.fused and again.threshold == det.threshold
+    assert np.array_equal(again.descriptor_mean, det.descriptor_mean)
+    assert again.cache_key() == det.cache_key()
+
+
+def test_detector_with_own_weights_round_trips(tmp_path):
+    state = {"w": torch.arange(4.0)}
+    det = detector.Detector(weights=state, preprocess={"size": 32}, descriptor_mean=[0.0])
+    back = detector.load(detector.save(det, tmp_path / "own.pt"))
+    assert torch.equal(back.weights["w"], state["w"])
+    assert back.cache_key() == det.cache_key() != detector.default().cache_key()
+
+
+def test_bad_detector_files_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        detector.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable detector"):
+        detector.load(tmp_path / "junk.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a bfutils-detector"):
+        detector.load(tmp_path / "other.pt")
+
+
+def _record(rng, views, regions=13, dim=1280):
+    return {"global": rng.normal(size=(views, dim)).astype(np.float16),
+            "regional": rng.normal(size=(regions, dim)).astype(np.float16)}  # fmt: skip
+
+
+@pytest.mark.parametrize("views", [["identity"], ["identity", "hflip", "rot90", "rot180"]])
+def test_pair_features_and_score_are_symmetric(views):
+    det = detector.default()
+    det.preprocess = det.preprocess | {"views": views}
+    rng = np.random.default_rng(0)
+    evidence = {"inliers": 9, "matches": 20, "evidence": 4.2}
+    for _ in range(5):
+        ra, rb = _record(rng, len(views)), _record(rng, len(views))
+        fab = detector.pair_features(ra, rb, evidence, det)
+        fba = detector.pair_features(rb, ra, evidence, det)
+        assert fab == fba
+        sab = det.score({n: [fab[n]] for n in det.features})
+        sba = det.score({n: [fba[n]] for n in det.features})
+        assert sab[0] == sba[0]
+
+
+def test_view_mask_pairs_query_views_with_indexed_views():
+    m = detector.view_mask(["identity", "hflip", "rot90"])
+    assert (m == m.T).all()
+    assert m[2, 0] and m[2, 1] and not m[2, 2]  # rot90 is a query view only
+
+
+def test_rival_margins_match_a_naive_loop_and_are_symmetric():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    names = np.array(list("abcdefg"))
+    pairs = {tuple(sorted(rng.choice(names, 2, replace=False))) for _ in range(15)}
+    table = pd.DataFrame(sorted(pairs), columns=["a", "b"])
+    table["inlier_ratio"] = rng.random(len(table))
+    got = detector.rival_margins(table)
+    for i, row in table.iterrows():
+        others = table[(table.index != i) & (table["a"].isin([row.a, row.b])
+                                             | table["b"].isin([row.a, row.b]))]  # fmt: skip
+        best = others["inlier_ratio"].max() if len(others) else 0.0
+        assert got[i] == pytest.approx(row.inlier_ratio - best)
+    swapped = table.rename(columns={"a": "b", "b": "a"})
+    assert np.array_equal(detector.rival_margins(swapped), got)
+    alone = table.iloc[:1]  # one pair alone: the margin is its ratio
+    assert detector.rival_margins(alone)[0] == alone["inlier_ratio"].iloc[0]

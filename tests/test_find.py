@@ -1,0 +1,209 @@
+"""The finder end to end on a small folder: planted copies found, symmetric, bad files listed,
+the cache reused, and the report rendered in headless Chromium."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from bfutils import find, findreport
+
+
+def _save(folder, name, array, **kw):
+    Image.fromarray(array).save(folder / name, **kw)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Six good panels (two planted copies, one partial crop) and every kind of bad file."""
+    d = tmp_path_factory.mktemp("panels")
+    ihc = skdata.immunohistochemistry()
+    retina = skdata.retina()
+    _save(d, "tissue.png", ihc[:300, :300])
+    _save(d, "tissue_copy.jpg", np.ascontiguousarray(np.rot90(ihc[20:280, 20:280])), quality=80)
+    _save(d, "big.png", retina[300:900, 300:900])
+    _save(d, "big_part.png", retina[450:650, 500:700])  # a 11 % crop of big.png
+    _save(d, "cells.png", skdata.cell()[:200, :200])  # grayscale file
+    _save(d, "other.png", ihc[-250:, -250:])
+    rgba = np.dstack([skdata.coffee()[:150, :150], np.full((150, 150), 255, np.uint8)])
+    _save(d, "rgba.png", rgba)
+    Image.fromarray(skdata.camera()[:128, :128].astype(np.uint16) * 257).save(d / "deep.tif")
+    pages = [Image.fromarray(skdata.astronaut()[:100, :100]), Image.fromarray(ihc[300:400, :100])]
+    pages[0].save(d / "stack.tif", save_all=True, append_images=pages[1:])
+    (d / "empty.png").write_bytes(b"")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    _save(d, "tiny.png", ihc[:10, :12])
+    Image.new("1", (9000, 9000)).save(d / "huge.png")  # over the decompression limit
+    _save(d, "blank.png", np.full((120, 120, 3), 3, np.uint8))
+    _save(d, "blank2.png", np.full((90, 140, 3), 4, np.uint8))
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+@pytest.fixture(scope="module")
+def result(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    cache = tmp_path_factory.mktemp("cache")
+    table = find.find(folder, out=out, cache=cache, show_progress=False)
+    return table, out, cache
+
+
+def _pair(table, a, b):
+    rows = table[((table["a"] == a) & (table["b"] == b)) | ((table["a"] == b) & (table["b"] == a))]
+    return rows.iloc[0] if len(rows) else None
+
+
+def test_planted_copies_are_flagged_first(result):
+    table, _, _ = result
+    top = {frozenset(p) for p in table[table["flagged"]][["a", "b"]].itertuples(index=False)}
+    assert frozenset({"tissue.png", "tissue_copy.jpg"}) in top
+    assert frozenset({"big.png", "big_part.png"}) in top  # an 11 % crop
+    copy = _pair(table, "tissue.png", "tissue_copy.jpg")
+    assert copy["inliers"] >= 10 and "rot" in copy["transform"]
+    part = _pair(table, "big.png", "big_part.png")
+    x0, y0, x1, y1 = (float(v) for v in part["box_a"].split(","))
+    assert 150 <= x0 and x1 <= 450 and 100 <= y0 and y1 <= 400  # the crop's place in big.png
+    assert table["score"].is_monotonic_decreasing
+
+
+def test_unrelated_and_blank_panels_are_not_flagged(result):
+    table, _, _ = result
+    flagged = table[table["flagged"]]
+    assert not ({"blank.png", "blank2.png"} & (set(flagged["a"]) | set(flagged["b"])))
+    blank = _pair(table, "blank.png", "blank2.png")
+    assert blank is not None and blank["score"] == 0 and "blank" in blank["note"]
+    assert len(flagged) <= 3
+
+
+def test_bad_files_are_listed_with_reasons_and_nothing_else_is_lost(result):
+    table, out, _ = result
+    skipped = pd.read_csv(out / "skipped.csv")
+    reasons = dict(zip(skipped["file"], skipped["reason"], strict=True))
+    assert set(reasons) == {"empty.png", "corrupt.png", "tiny.png", "huge.png"}
+    assert "empty" in reasons["empty.png"] and "too small" in reasons["tiny.png"]
+    assert "max_pixels" in reasons["huge.png"]
+    seen = set(table["a"]) | set(table["b"])
+    good = {
+        "tissue.png",
+        "tissue_copy.jpg",
+        "big.png",
+        "big_part.png",
+        "cells.png",
+        "other.png",
+        "rgba.png",
+        "deep.tif",
+        "stack.tif#p0",
+        "stack.tif#p1",
+        "blank.png",
+        "blank2.png",
+    }
+    assert table.attrs["n_panels"] == len(good) and good <= seen
+    report = (out / "report.html").read_text()
+    for name in reasons:
+        assert name in report
+
+
+def test_pairs_csv_has_the_promised_columns(result):
+    _, out, _ = result
+    pairs = pd.read_csv(out / "pairs.csv")
+    needed = ["a", "b", "score", "pair_score", "inliers", "transform", "box_a", "box_b"]
+    assert list(pairs.columns[:8]) == needed
+
+
+def test_rescan_uses_the_cache(folder, result, tmp_path):
+    _, _, cache = result
+    before = sorted(p.name for p in cache.rglob("*.npz"))
+    shutil.copy(folder / "other.png", tmp_path / "x.png")
+    _save(tmp_path, "y.png", skdata.retina()[:200, :200])
+    table = find.find(tmp_path, cache=cache, show_progress=False)
+    after = sorted(p.name for p in cache.rglob("*.npz"))
+    assert len(after) == len(before) + 1  # x.png has other.png's bytes: no new descriptors
+    assert len(table) == 1
+
+
+def test_score_does_not_depend_on_the_order_of_the_files(folder, result):
+    table, _, cache = result
+    rows = table.set_index(["a", "b"])
+    det = find.detector.default()
+    from bfutils import descriptors, panels
+
+    items, _ = panels.scan(folder)
+    recs, _ = descriptors.describe(items, det, cache / "descriptors" / det.cache_key(),
+                                   show_progress=False)  # fmt: skip
+    by_key = {p.key: recs[p.sha] for p in items if p.sha in recs}
+    shas = {p.key: p.sha for p in items}
+    pairs = [(a, b) for a, b in rows.index if a != b][:6]
+    fwd = find.score_pairs(pairs, by_key, shas, det, show_progress=False)
+    bwd = find.score_pairs([(b, a) for a, b in pairs], by_key, shas, det, show_progress=False)
+    f = fwd.set_index(["a", "b"])["score"]
+    b = bwd.set_index(["b", "a"])["score"].rename_axis(["a", "b"])
+    assert np.array_equal(f.sort_index().to_numpy(), b.sort_index().to_numpy())
+
+
+def test_self_check_finds_a_region_pasted_inside_one_image(tmp_path):
+    ihc = skdata.immunohistochemistry()[:300, :300].copy()
+    ihc[190:290, 180:290] = ihc[10:110, 20:130]
+    _save(tmp_path, "pasted.png", ihc)
+    _save(tmp_path, "clean.png", skdata.retina()[300:600, 300:600])
+    table = find.find(tmp_path, self_check=True, cache=False, show_progress=False)
+    row = _pair(table, "pasted.png", "pasted.png")
+    assert row is not None and row["flagged"]
+    clean = _pair(table, "clean.png", "clean.png")
+    assert clean is None or not clean["flagged"]
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail("chromium is not installed; CI needs `apt-get install -y chromium`")
+    pytest.skip("chromium not installed (apt-get install -y chromium) to render the report")
+
+
+def test_report_renders_in_headless_chromium(result, tmp_path):
+    table, out, _ = result
+    browser = _chromium()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    url = (out / "report.html").resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", url],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    assert shot.exists() and not findreport.is_blank_screenshot(shot)
+    dom = subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    for row in table[table["flagged"]].itertuples():
+        assert row.a in dom and row.b in dom
+    assert dom.count('class="pair"') == int(table["flagged"].sum())
+    assert "data:image/jpeg;base64," in dom  # images embedded, no external files
+
+
+def test_keypoint_votes_shortlist_rotated_mirrored_and_partial_copies(monkeypatch):
+    from bfutils import descriptors, keyvote
+    from bfutils.calibrate import KEYPOINTS
+
+    ihc = skdata.immunohistochemistry()
+    images = {
+        "src": ihc[:300, :300],
+        "part": np.ascontiguousarray(np.rot90(ihc[150:300, 100:260])[:, ::-1]),  # 27 %, turned
+        "other": ihc[-300:, -300:],
+        "retina": skdata.retina()[300:600, 300:600],
+        "cells": np.dstack([skdata.cell()[:250, :250]] * 3),
+    }
+    recs = {}
+    for key, image in images.items():
+        pts, desc, scale = descriptors.keypoints(np.ascontiguousarray(image), KEYPOINTS)
+        recs[key] = {"points": pts, "desc": desc}
+    keys = sorted(recs)
+    exact = keyvote.shortlist(keys, recs, k=1, show_progress=False)
+    assert max(exact, key=exact.get) == ("part", "src")
+    monkeypatch.setattr(keyvote, "EXACT_MAX", 10)  # the inverted-file path finds it too
+    approx = keyvote.shortlist(keys, recs, k=1, show_progress=False)
+    assert max(approx, key=approx.get) == ("part", "src")

@@ -1,0 +1,169 @@
+"""The planted figure benchmark: builder, evaluation and the method run (embedded data only)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bfutils import figure_alter, paths, planted, planted_eval, planted_methods
+
+N_PANELS, N_PLANTED = 40, 14  # 14 planted pairs cover all 13 families (partial counts twice)
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("planted") / "bench"
+    planted.build(out, n_panels=N_PANELS, n_planted=N_PLANTED, seed=3, sources=["embedded"])
+    return out
+
+
+def _all_pairs(bench: Path, score) -> pd.DataFrame:
+    panels, truth = planted_eval.load_benchmark(bench)
+    pairs = pd.DataFrame(list(itertools.combinations(panels["file"], 2)), columns=["a", "b"])
+    planted_pairs = set(zip(truth["query"], truth["source"], strict=True))
+    named = zip(pairs["a"], pairs["b"], strict=True)
+    is_true = [(a, b) in planted_pairs or (b, a) in planted_pairs for a, b in named]
+    pairs["score"] = score(np.array(is_true))
+    return pairs
+
+
+def test_build_is_reproducible(bench, tmp_path):
+    again = tmp_path / "again"
+    planted.build(again, n_panels=N_PANELS, n_planted=N_PLANTED, seed=3, sources=["embedded"])
+    assert _hashes(again) == _hashes(bench)
+    other = tmp_path / "other"
+    planted.build(other, n_panels=N_PANELS, n_planted=N_PLANTED, seed=4, sources=["embedded"])
+    assert _hashes(other) != _hashes(bench)
+
+
+def test_build_covers_every_family_and_role(bench):
+    panels, truth = planted_eval.load_benchmark(bench)
+    assert set(truth["family"]) == set(figure_alter.FAMILIES)
+    assert len(panels) == N_PANELS and len(truth) == N_PLANTED
+    assert sorted(p.name for p in (bench / "panels").iterdir()) == sorted(panels["file"])
+    assert panels["role"].value_counts().to_dict() == {
+        "distractor": N_PANELS - 2 * N_PLANTED,
+        "query": N_PLANTED,
+        "source": N_PLANTED,
+    }
+    assert truth["image_id"].is_unique  # each source image is reused once, by one query
+    assert set(panels["format"]) == {"png", "jpg"}
+    assert panels[["width", "height"]].max(axis=None) <= 400
+
+
+def test_truth_boxes_lie_inside_the_panels(bench):
+    _, truth = planted_eval.load_benchmark(bench)
+    for row in truth.itertuples():
+        with Image.open(bench / "panels" / row.source) as src:
+            assert src.size == (row.source_w, row.source_h)
+        with Image.open(bench / "panels" / row.query) as qry:
+            assert qry.size == (row.query_w, row.query_h)
+        assert 0 <= row.src_x0 < row.src_x1 <= row.source_w
+        assert 0 <= row.src_y0 < row.src_y1 <= row.source_h
+        assert 0 <= row.qry_x0 < row.qry_x1 <= row.query_w
+        assert 0 <= row.qry_y0 < row.qry_y1 <= row.query_h
+
+
+def test_partial_area_fractions_are_in_range(bench):
+    _, truth = planted_eval.load_benchmark(bench)
+    by = truth.groupby("family")
+    assert by.get_group("partial")["area_fraction"].between(0.3, 0.6).all()
+    assert by.get_group("crop")["area_fraction"].between(0.6, 0.95).all()
+    assert by.get_group("overlap")["overlap_fraction"].between(0.25, 0.75).all()
+    full = ~truth["family"].isin(["crop", "partial", "overlap", "compose"])
+    assert (truth.loc[full, "area_fraction"] == 1).all()
+
+
+def test_siblings_are_among_the_distractors(bench):
+    panels, _ = planted_eval.load_benchmark(bench)
+    siblings = panels[panels["distractor_kind"] == "sibling"]
+    assert len(siblings) > 0
+    sources = panels[panels["role"] == "source"].set_index("image_id")["group"]
+    assert (siblings["group"].to_numpy() == sources.loc[siblings["sibling_of"]].to_numpy()).all()
+
+
+def test_missing_real_data_falls_back_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "SHARED_DATA", tmp_path / "nothing")
+    summary = planted.build(tmp_path / "b", n_panels=6, n_planted=2, sources=["embedded", "bccd"])
+    assert any("bccd" in note for note in summary["notes"])
+    assert summary["sources"] == {"embedded": 6}
+
+
+def test_real_data_brings_consecutive_capture_siblings(tmp_path, shared_data, monkeypatch):
+    # the one real-data fixture: ../shared/data, a cached download, or a skip saying how
+    monkeypatch.setattr(paths, "SHARED_DATA", shared_data("bccd").parent)
+    planted.build(tmp_path / "b", n_panels=30, n_planted=9, sources=["bccd"], progress=False)
+    panels, _ = planted_eval.load_benchmark(tmp_path / "b")
+    siblings = panels[panels["distractor_kind"] == "sibling"]
+    assert len(siblings) == 9 and (siblings["source"] == "bccd").all()
+
+
+def test_oracle_scores_are_perfect(bench):
+    table = planted_eval.evaluate(bench, _all_pairs(bench, lambda t: t * 1.0), threshold=0.5)
+    assert (table["top1"] == 1).all() and (table["muap"] == 1).all()
+    assert (table["recall_at_threshold"] == 1).all()
+    assert table.iloc[0]["false_per_1000"] == 0
+
+
+def test_random_scores_are_near_chance(bench):
+    rng = np.random.default_rng(0)
+    table = planted_eval.evaluate(bench, _all_pairs(bench, lambda t: rng.random(len(t))))
+    overall = table.iloc[0]
+    assert overall["group"] == "all" and overall["n"] == N_PLANTED
+    assert overall["top1"] <= 0.25  # chance is 1 / (N_PANELS - 1)
+    assert overall["muap"] < 0.1
+    assert np.isnan(overall["false_per_1000"])  # no threshold given
+
+
+def test_false_pairs_per_thousand_on_a_hand_made_case(tmp_path):
+    files = ["q.png", "s.png", "d1.png", "d2.png"]
+    pd.DataFrame({"file": files, "group": ["g1", "g1", "g1", "g2"]}).to_csv(
+        tmp_path / "panels.csv", index=False
+    )
+    truth = {"query": "q.png", "source": "s.png", "family": "crop", "size_band": "<64"}
+    pd.DataFrame([{**truth, "area_fraction": 0.5}]).to_csv(tmp_path / "truth.csv", index=False)
+    scores = pd.DataFrame(
+        [("q.png", "s.png", 0.9), ("s.png", "d1.png", 0.8), ("d2.png", "q.png", 0.6),
+         ("d1.png", "d2.png", 0.4), ("panels/d1.png", "q.png", 0.95)],
+        columns=["a", "b", "score"],
+    )  # fmt: skip
+    overall = planted_eval.evaluate(tmp_path, scores, threshold=0.5).iloc[0]
+    # negatives >= 0.5: (s, d1), (d2, q), (d1, q) -> 3 per 4 panels; (s, d1) and (d1, q) siblings
+    assert overall["false_per_1000"] == 750 and overall["false_sibling_per_1000"] == 500
+    assert overall["top1"] == 0 and overall["recall10"] == 1  # d1 outranks the source
+    # the planted pair ranks second among the five scored pairs; the sixth pair is missing
+    assert overall["muap"] == pytest.approx(0.5)
+
+
+def test_run_writes_the_table_and_says_why_a_method_did_not_run(bench, tmp_path, monkeypatch):
+    import imagededup.methods
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(imagededup.methods, "CNN", offline)
+    oracle = {"oracle": lambda b, w: (_all_pairs(b, lambda t: t * 1.0), 0.5)}
+    table = planted_methods.run(
+        bench, tmp_path, methods=["imagededup-phash", "imagededup-cnn"], extra=oracle
+    )
+    status = table[table["group_kind"] == "all"].set_index("method")["status"]
+    assert status["imagededup-phash"] == "ok" and status["oracle"] == "ok"
+    assert status["imagededup-cnn"].startswith("not run: RuntimeError: MobileNetV3 weights")
+    for name in ("table.csv", "table.md", "planted_benchmark.png", "planted_benchmark.csv"):
+        assert (tmp_path / name).is_file()
+    assert "| oracle | ok | 1.000 |" in (tmp_path / "table.md").read_text()

@@ -1,0 +1,114 @@
+"""Keypoint verification: one-to-one matches, plausible fits, evidence against chance, symmetry."""
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from bfutils import calibrate, descriptors, verify
+
+SETTINGS = calibrate.KEYPOINTS
+
+
+def _record(image):
+    pts, desc, scale = descriptors.keypoints(image, SETTINGS)
+    return {"points": pts, "desc": desc, "kp_scale": np.float32(scale),
+            "shape": np.int32(image.shape[:2])}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    return np.ascontiguousarray(skdata.immunohistochemistry()[50:350, 60:360])
+
+
+def test_one_to_one_keeps_a_single_match_per_target_point():
+    rng = np.random.default_rng(0)
+    target = rng.random((20, 8)).astype(np.float32)
+    # 6 source points all closest to target point 3 (the collapsed case), 4 honest ones
+    source = np.vstack([target[3] + 0.001 * rng.random((6, 8)), target[10:14] + 0.0001])
+    ia, ib = verify.one_to_one(source.astype(np.float32), target, ratio=0.9)
+    assert len(ib) == len(set(ib.tolist()))
+    assert sorted(ib.tolist()) == [3, 10, 11, 12, 13]
+    # the closest of the six competing source points won target 3
+    d = np.linalg.norm(source[:6] - target[3], axis=1)
+    assert ia[ib == 3][0] == int(np.argmin(d))
+
+
+@pytest.mark.parametrize(
+    ("lin", "ok"),
+    [
+        ([[0.9, -0.3], [0.3, 0.9]], True),  # rotation + zoom
+        ([[1.2, 0.15], [0.0, 0.9]], True),  # aspect change and mild shear
+        ([[1.0, 3.0], [0.0, 0.3]], False),  # strong shear: no editor does this
+        ([[1.0, 1.0], [1.0, 1.0001]], False),  # collapse onto a line
+        ([[-1.0, 0.0], [0.0, 1.0]], False),  # reflection inside a direct fit
+        ([[40.0, 0.0], [0.0, 40.0]], False),  # 40x zoom
+    ],
+)
+def test_implausible_fits_are_rejected(lin, ok):
+    affine = np.hstack([np.asarray(lin, float), [[5.0], [7.0]]])
+    assert (verify.plausible(affine) == "") is ok
+
+
+def test_evidence_is_calibrated_against_chance():
+    # the same 6 inliers: strong among 7 matches on a large area, nothing among 60 on a small one
+    assert verify.nfa_evidence(6, 7, tolerance_px=4, area_px=200 * 200) > 3
+    assert verify.nfa_evidence(6, 60, tolerance_px=4, area_px=40 * 40) == 0
+    assert verify.nfa_evidence(4, 4, 4, 1e6) == 0  # under the minimum count
+    more = [verify.nfa_evidence(k, 40, 4, 150 * 150) for k in (6, 10, 20)]
+    assert more == sorted(more) and more[-1] > more[0]
+
+
+def test_verify_finds_rotated_mirrored_crop_with_its_box(tissue):
+    h, w = tissue.shape[:2]
+    crop = tissue[40:240, 60:260]
+    m = cv2.getRotationMatrix2D((100, 100), 20, 0.8)
+    copy = cv2.warpAffine(np.ascontiguousarray(crop[:, ::-1]), m, (200, 200),
+                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    ev = verify.verify(_record(tissue), _record(copy), SETTINGS, "a", "b")
+    assert ev["mirror"] and ev["inliers"] >= 15 and ev["evidence"] > 5
+    x0, y0, x1, y1 = (float(v) for v in ev["box_a"].split(","))
+    assert 40 <= x0 + 20 and x1 <= 260 + 20 and 20 <= y0 + 20 and y1 <= 240 + 20
+    assert "mirrored" in ev["transform"]
+
+
+def test_verify_is_symmetric(tissue):
+    other = np.ascontiguousarray(skdata.retina()[600:900, 700:1000])
+    copy = np.ascontiguousarray(np.rot90(tissue[30:200, 30:250]))
+    for b in (copy, other):
+        ra, rb = _record(tissue), _record(b)
+        ab, ba = (
+            verify.verify(ra, rb, SETTINGS, "x", "y"),
+            verify.verify(rb, ra, SETTINGS, "y", "x"),
+        )
+        for key in ("inliers", "matches", "evidence", "mirror"):
+            assert ab[key] == ba[key]
+        assert (ab["box_a"], ab["box_b"]) == (ba["box_b"], ba["box_a"])
+
+
+def test_unrelated_images_give_no_evidence(tissue):
+    other = np.ascontiguousarray(skdata.retina()[600:900, 700:1000])
+    assert verify.verify(_record(tissue), _record(other), SETTINGS, "a", "b")["evidence"] == 0
+
+
+def test_self_similar_finds_a_pasted_region(tissue):
+    image = tissue.copy()
+    image[200:290, 190:290] = tissue[20:110, 30:130]  # a region pasted elsewhere in the image
+    ev = verify.self_similar(_record(image), SETTINGS)
+    assert ev["inliers"] >= 8 and ev["evidence"] > 3
+    assert verify.self_similar(_record(tissue), SETTINGS)["evidence"] < ev["evidence"]
+
+
+def test_residual_is_tight_for_a_copy_and_loose_for_a_look_alike(tissue):
+    # a copy fits to the pixel; the same tissue deformed elastically (a neighbouring section,
+    # a re-acquisition) still matches but its inliers spread over the RANSAC tolerance
+    copy = cv2.resize(tissue, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    h, w = tissue.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    warp = cv2.remap(tissue, xx + 2.5 * np.sin(yy / 9), yy + 2.5 * np.cos(xx / 11),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    tight = verify.verify(_record(tissue), _record(copy), SETTINGS, "a", "b")
+    loose = verify.verify(_record(tissue), _record(warp), SETTINGS, "a", "c")
+    assert tight["inliers"] >= 15 and tight["residual"] < 0.3
+    assert loose["residual"] > tight["residual"]
+    assert verify.NO_MATCH["residual"] == 1.0
