@@ -28,7 +28,6 @@ The same seed and sources give the same bytes on the same library versions.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from collections.abc import Sequence
@@ -336,31 +335,3 @@ def area_band(area_fraction: pd.Series) -> pd.Series:
     return pd.Series(
         np.where(a >= 0.999, "full", np.where(a < 0.6, "30-60%", "60-100%")), index=a.index
     )
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Command line: ``python -m bfutils.planted build OUT [--n-panels N] ...``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build a planted benchmark folder")
-    b.add_argument("out", type=Path, help="folder to create (outside the repository)")
-    b.add_argument("--n-panels", type=int, default=1000)
-    b.add_argument("--n-planted", type=int, default=200)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-    args = parser.parse_args(argv)
-    summary = build(
-        args.out,
-        n_panels=args.n_panels,
-        n_planted=args.n_planted,
-        seed=args.seed,
-        sources=args.sources,
-    )
-    print(json.dumps(summary, indent=2))
-    for note in summary["notes"]:
-        print(f"NOTE: {note}")
-    return summary
-
-
-if __name__ == "__main__":
-    main()
