@@ -22,7 +22,8 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from bfutils.progress import bar as tqdm
 
 HASH_METHODS = ("phash", "dhash", "whash", "ahash")
 KEYPOINT_METHODS = ("sift", "orb")

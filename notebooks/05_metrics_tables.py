@@ -124,8 +124,8 @@ if retrieval:
 # ## Checks
 
 # %%
-need = ["joint", "sequential", "fused", "barlow_twins", "simclr", "clip", "imagenet_cnn", "phash",
-        "bce_only", "keypoints"]
+# every model of the registry's table but the three optional extra hashes
+need = [m for m in registry.DISPLAY_ORDER if m not in ("dhash", "whash", "ahash")]
 saved = pd.read_csv(paths.FIGURES / "metrics_table.csv")
 missing = [m for m in need if m not in set(saved["model"])]
 if {"joint", "sequential", "keypoints"} <= set(preds):  # the whole pipeline ran
