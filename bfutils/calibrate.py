@@ -34,7 +34,6 @@ import time
 import cv2
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from bfutils import augment, data, descriptors, detector, metrics, progress
@@ -150,7 +149,8 @@ def scan_table(images, panels: pd.DataFrame, truth: pd.DataFrame, det: detector.
     det.descriptor_mean = np.mean([r["global"][0] for r in records], axis=0).astype(np.float32)
     keys = [f"{i:05d}" for i in range(len(images))]
     recs = dict(zip(keys, records, strict=True))
-    pairs = sorted(find.shortlist_all(keys, [], recs, det, k=k, show_progress=show_progress))
+    candidates, recs = find.shortlist_all(keys, [], recs, det, k=k, show_progress=show_progress)
+    pairs = sorted(candidates)
     table = find.verify_pairs(pairs, recs, {key: key for key in keys}, det, show_progress=False)
     a, b = table["a"].astype(int).to_numpy(), table["b"].astype(int).to_numpy()
     planted = {frozenset(p): f for *p, f in truth[["query", "source", "family"]].itertuples(False)}
@@ -161,6 +161,36 @@ def scan_table(images, panels: pd.DataFrame, truth: pd.DataFrame, det: detector.
         kind=np.where([f != "" for f in family], "positive",
                       np.where(group[a] == group[b], "hard", "easy")),
     )  # fmt: skip
+
+
+def monotone_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression whose coefficients are all >= 0.
+
+    Every fused feature is evidence *for* reuse (more similar, more inliers, more above the
+    rivals), so the fused score must not fall when one of them rises. An unconstrained fit on
+    a few hundred correlated features does exactly that (the first default detector weighted
+    ``cos_global`` and ``log_inliers`` negatively, against ``cos_region`` and ``evidence``),
+    which ranked copies without keypoints below unrelated pairs. Same loss as scikit-learn's
+    ``LogisticRegression(C=c)``: ``0.5 |w|^2 + c * sum(log-loss)``, solved with L-BFGS-B and
+    bounds ``w >= 0``.
+
+    Returns:
+        ``(coef, intercept)``.
+    """
+    from scipy.optimize import minimize
+
+    d = x.shape[1]
+
+    def loss(p):
+        w, b = p[:d], p[d]
+        z = x @ w + b
+        g = c * (1.0 / (1.0 + np.exp(-z)) - y)
+        value = 0.5 * w @ w + c * float(np.sum(np.logaddexp(0.0, z) - y * z))
+        return value, np.r_[x.T @ g + w, g.sum()]
+
+    bounds = [(0.0, None)] * d + [(None, None)]
+    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x[:d], float(res.x[d])
 
 
 def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
@@ -174,9 +204,9 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
     x = table[list(det.features)].to_numpy(dtype=float)
     y = table["label"].to_numpy()
     mean, scale = x[train].mean(axis=0), x[train].std(axis=0) + 1e-9
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x[train] - mean) / scale, y[train])
-    det.fused = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
-                 "intercept": float(lr.intercept_[0])}  # fmt: skip
+    coef, intercept = monotone_logistic((x[train] - mean) / scale, y[train])
+    det.fused = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
+                 "intercept": intercept}  # fmt: skip
     s = det.score({n: table[n].to_numpy() for n in det.features})
     det.threshold = float(metrics.choose_threshold(y[val], s[val], rule="f1"))
     v = table[val].assign(score=s[val])

@@ -115,9 +115,16 @@ def shortlist(
     return found
 
 
+def without(rec: dict, drop: np.ndarray) -> dict:
+    """A panel's record with some keypoints removed (the common ones of a scan)."""
+    if not drop.any():
+        return rec
+    return rec | {"points": rec["points"][~drop], "desc": rec["desc"][~drop]}
+
+
 def shortlist_all(
     queries, refs, recs, det, k: int = 10, within: bool = True, show_progress: bool = True
-) -> dict[tuple[str, str], float]:
+) -> tuple[dict[tuple[str, str], float], dict]:
     """Candidate pairs of a scan: the union of the descriptor and the keypoint-vote shortlists.
 
     The global descriptor finds copies that still look alike as a whole (recoloured, blurred,
@@ -136,8 +143,10 @@ def shortlist_all(
         show_progress: progress bars.
 
     Returns:
-        ``{(key_a, key_b): descriptor similarity}`` (keys sorted; -2 when only keypoints found
-        the pair).
+        ``(candidates, records)``: ``{(key_a, key_b): descriptor similarity}`` (keys sorted; -2
+        when only keypoints found the pair), and the records with the scan's common keypoints
+        (annotation glyphs, :func:`bfutils.keyvote.common_keypoints`) removed, which is what
+        verification should see.
     """
     found: dict = {}
     if within and len(queries) > 1:
@@ -148,13 +157,21 @@ def shortlist_all(
                                      show_progress=show_progress).items():  # fmt: skip
                 found[pair] = max(found.get(pair, -2.0), s)
     side = set(queries)
-    for pair in keyvote.shortlist(list(queries) + list(refs), recs, k=k,
-                                  show_progress=show_progress):  # fmt: skip
+    votes, common = keyvote.shortlist(list(queries) + list(refs), recs, k=k,
+                                      show_progress=show_progress)  # fmt: skip
+    for pair in votes:
         n_query = (pair[0] in side) + (pair[1] in side)
         if n_query == 1 or (n_query == 2 and within):  # never reference against reference
             found.setdefault(pair, -2.0)
-    return found
+    return found, {key: without(rec, common[key]) if key in common else rec
+                   for key, rec in recs.items()}  # fmt: skip
 
+
+TIE_BREAK = 1e-3
+"""Weight of the best cosine added to the fused probability. The fused model may give the
+descriptor cosine no weight (on the calibration pairs it adds nothing once keypoint evidence
+is known), which leaves every pair without keypoint evidence at one score; this orders them by
+similarity without moving any score by more than 0.001."""
 
 MIN_BACKGROUND = 100
 """Scans of at least this many images centre descriptors on their own mean (see below)."""
@@ -208,7 +225,8 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
                      **ev, **feats, "blank": bool(blank), "note": note})  # fmt: skip
     names = dict.fromkeys(["a", "b", "pair_score", *verify.NO_MATCH, *detector.FEATURES])
     table = pd.DataFrame(rows, columns=[*names, "blank", "note"])
-    table["ratio_margin"] = detector.rival_margins(table)
+    table["ratio_margin"] = detector.rival_margins(table, "inlier_ratio")
+    table["cos_margin"] = detector.rival_margins(table.assign(best=table["pair_score"]), "best")
     return table
 
 
@@ -227,8 +245,13 @@ def score_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
         panel scores 0.
     """
     table = verify_pairs(pairs, recs, shas, det, show_progress=show_progress)
-    score = det.score({n: table[n].to_numpy() for n in det.features}) if len(table) else []
-    table["score"] = np.where(table["blank"], 0.0, score) if len(table) else []
+    if len(table):
+        score = det.score({n: table[n].to_numpy() for n in det.features})
+        # pairs the fused model cannot tell apart (no keypoint evidence) keep their cosine order
+        score = np.clip(score + TIE_BREAK * table["pair_score"].clip(-1, 1).to_numpy(), 0, 1)
+        table["score"] = np.where(table["blank"], 0.0, score)
+    else:
+        table["score"] = []
     table = table.reindex(columns=[*COLUMNS, "mirror", "rejected"])
     table["flagged"] = table["score"] >= det.threshold
     return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
@@ -286,8 +309,8 @@ def find(
     refs = [p.key for p in ref_items if p.key in recs]
     within = reference is None if within is None else within
     det = _with_background(det, recs)
-    candidates = shortlist_all(queries, refs, recs, det, k=k, within=within,
-                               show_progress=show_progress)  # fmt: skip
+    candidates, recs = shortlist_all(queries, refs, recs, det, k=k, within=within,
+                                     show_progress=show_progress)  # fmt: skip
     table = score_pairs(sorted(candidates), recs, shas, det, show_progress=show_progress)
     if self_check:
         table = pd.concat([table, self_pairs(queries, recs, det)], ignore_index=True)

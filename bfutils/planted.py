@@ -9,7 +9,11 @@ blow-up, PNG or JPEG at 50-90, sometimes twice), so nothing but the reuse tells 
 Distractors are chosen to be hard: for each planted source, a *sibling* from the same group of
 :func:`bfutils.data.load_records` is added when one exists (a neighbouring tile of one DSB
 acquisition, a consecutive BCCD capture, a neighbouring MRI slice or the same slice in another
-tissue). Each source image is used at most once, so the planted pairs are the only reuse.
+tissue). Each source image is used at most once, and pixel twins (:func:`drop_twins`: the
+mirror-symmetric sagittal slices of the MNI template) are dropped from the pool, so the planted
+pairs are the only reuse the labels know of. Not caught: BCCD captures of overlapping fields of
+one smear (different pictures that share cells); a finder that links them is right, and the
+benchmark counts it as a false pair.
 
 Written to ``out_dir`` (never inside the repository, as the data is not ours to copy):
 
@@ -33,6 +37,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -73,7 +78,42 @@ def load_pool(sources: Sequence[str] = SOURCES) -> tuple[pd.DataFrame, list[str]
         frames.append(load_records(name, root=root, on_error="skip", **options))
     if not frames:
         raise ValueError(f"no usable source among {list(sources)}")
-    return pd.concat(frames, ignore_index=True), notes
+    pool = pd.concat(frames, ignore_index=True)
+    twin = drop_twins(pool)
+    if twin.any():
+        notes.append(
+            f"{int(twin.sum())} source images dropped as pixel twins of another "
+            f"(e.g. {pool.image_id[twin].iloc[0]}: the MNI template is left-right symmetric)"
+        )
+    return pool[~twin].reset_index(drop=True), notes
+
+
+def content_key(image: np.ndarray) -> bytes:
+    """A coarse fingerprint of an image's content: 16 x 16 grey, contrast-stretched, 16 levels.
+
+    Equal for exact duplicates and for the two sagittal slices of the MNI template that lie
+    symmetrically about the midline (the template is left-right symmetric, so they are the same
+    picture under two names); distinct for neighbouring slices and tiles.
+    """
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    thumb = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    thumb = (thumb - thumb.min()) / (np.ptp(thumb) + 1e-6) * 255
+    return (thumb // 16).astype(np.uint8).tobytes()
+
+
+def drop_twins(pool: pd.DataFrame) -> np.ndarray:
+    """Mask of the records whose content (:func:`content_key`) an earlier record already has.
+
+    "Each source image is used at most once" must hold for content, not only for names: a
+    distractor that is a pixel twin of a planted source would be a second, unlabelled copy.
+    """
+    seen: set[bytes] = set()
+    twin = np.zeros(len(pool), bool)
+    for n, rec in enumerate(pool.itertuples()):
+        key = content_key(_native(rec))
+        twin[n] = key in seen
+        seen.add(key)
+    return twin
 
 
 def _native(record) -> np.ndarray:

@@ -40,6 +40,8 @@ MAX_ANISOTROPY = 2.5
 MIN_INLIERS = 5
 """Fewer inliers than this verify nothing (an affine map fits any 3 points)."""
 MAX_EVIDENCE = 50.0
+MAX_FITS = 3
+"""Fits tried per pair and mirror state, each on the matches the earlier ones did not explain."""
 
 MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][:, :, (-np.arange(8)) % 8].reshape(-1)
 
@@ -131,7 +133,10 @@ def _hull_area(points: np.ndarray) -> float:
 
 
 def _fit(pts_a, pts_b, ia, ib, ransac_px: float, zoom: float):
-    """RANSAC affine fit of matched points; ``(mask, affine, rejection reason)``."""
+    """RANSAC affine fit of matched points; ``(mask, affine, rejection reason)``.
+
+    The mask of a refused fit is returned too (its inliers are set aside before the next try).
+    """
     if len(ia) < MIN_INLIERS:
         return None, None, ""
     affine, mask = cv2.estimateAffine2D(
@@ -140,8 +145,26 @@ def _fit(pts_a, pts_b, ia, ib, ransac_px: float, zoom: float):
     )  # fmt: skip
     if affine is None:
         return None, None, ""
-    why = plausible(affine, zoom=zoom)
-    return (None, None, why) if why else (mask.ravel().astype(bool), affine, "")
+    return mask.ravel().astype(bool), affine, plausible(affine, zoom=zoom)
+
+
+def _fits(pts_a, pts_b, ia, ib, ransac_px: float, zoom: float, tries: int = None):
+    """Up to ``tries`` fits of one set of matches, each on the matches the earlier ones left.
+
+    The strongest consensus is not always the copy: a refused fit (a collapse onto a few
+    target points, a mirror-symmetric structure) or a row of label digits can outvote it.
+    Setting their inliers aside and fitting again finds the content underneath.
+
+    Yields:
+        ``(inlier indices into ia/ib, affine, rejection reason)``.
+    """
+    left = np.arange(len(ia))
+    for _ in range(MAX_FITS if tries is None else tries):
+        mask, affine, why = _fit(pts_a, pts_b, ia[left], ib[left], ransac_px, zoom)
+        if mask is None or mask.sum() < MIN_INLIERS:
+            return
+        yield left[mask], affine, why
+        left = left[~mask]
 
 
 def _one_way(ra: dict, rb: dict, settings: dict) -> dict:
@@ -157,18 +180,22 @@ def _one_way(ra: dict, rb: dict, settings: dict) -> dict:
         if mirror:
             tb[:, 0] = width_b - 1 - tb[:, 0]
         ia, ib = one_to_one(da, db[:, MIRROR] if mirror else db, ratio=settings["ratio"])
-        mask, affine, why = _fit(pts_a, tb, ia, ib, settings["ransac_px"], zoom)
-        if mask is None:
-            rejected = rejected or why
-            continue
-        k = int(mask.sum())
-        ev = nfa_evidence(k, len(ia), settings["ransac_px"], area_b)
-        if ev > best["evidence"] or (ev == best["evidence"] and k > best["inliers"]):
-            best = {"inliers": k, "matches": len(ia), "evidence": ev, "mirror": mirror,
-                    "residual": _residual(affine, pts_a[ia[mask]], tb[ib[mask]],
-                                          settings["ransac_px"]),
-                    "transform": "", "box_a": "", "box_b": "",
-                    "_affine": affine, "_ia": ia[mask], "_ib": ib[mask]}  # fmt: skip
+        for n, (sel, affine, why) in enumerate(_fits(pts_a, tb, ia, ib, settings["ransac_px"],
+                                                     zoom)):  # fmt: skip
+            if why:
+                rejected = rejected or why
+                continue
+            k = len(sel)
+            # each extra try is one more test: NFA x (n + 1)
+            ev = max(
+                0.0, nfa_evidence(k, len(ia), settings["ransac_px"], area_b) - math.log10(n + 1)
+            )
+            if ev > best["evidence"] or (ev == best["evidence"] and k > best["inliers"]):
+                best = {"inliers": k, "matches": len(ia), "evidence": ev, "mirror": mirror,
+                        "residual": _residual(affine, pts_a[ia[sel]], tb[ib[sel]],
+                                              settings["ransac_px"]),
+                        "transform": "", "box_a": "", "box_b": "",
+                        "_affine": affine, "_ia": ia[sel], "_ib": ib[sel]}  # fmt: skip
     # a refused fit is worth reporting only when no fit was accepted
     return best | {"rejected": "" if "_affine" in best else rejected}
 
@@ -287,7 +314,7 @@ def self_similar(rec: dict, settings: dict, min_shift: float = 0.1) -> dict:
     keep = np.sort(order[first])
     ia, ib = ia[keep].astype(int), ib[keep].astype(int)
     mask, affine, why = _fit(pts, pts, ia, ib, settings["ransac_px"], zoom=1.0)
-    if mask is None:
+    if mask is None or why:
         return out | {"rejected": why}
     why = _not_a_clone(affine)
     if why:  # e.g. the mirror symmetry of a brain slice, matched as a half-turn

@@ -92,3 +92,23 @@ def test_rival_margins_match_a_naive_loop_and_are_symmetric():
     assert np.array_equal(detector.rival_margins(swapped), got)
     alone = table.iloc[:1]  # one pair alone: the margin is its ratio
     assert detector.rival_margins(alone)[0] == alone["inlier_ratio"].iloc[0]
+
+
+def test_fused_model_never_scores_lower_for_more_evidence():
+    from sklearn.linear_model import LogisticRegression
+
+    from bfutils.calibrate import monotone_logistic
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    signal = y + rng.normal(0, 0.7, 400)
+    # two correlated copies of one signal and a noise column: an unconstrained fit may weight
+    # one copy negatively; the monotone fit keeps every coefficient >= 0
+    x = np.column_stack([signal, signal + rng.normal(0, 0.05, 400), rng.normal(0, 1, 400)])
+    coef, intercept = monotone_logistic(x, y)
+    assert (coef >= 0).all() and coef[:2].sum() > 1
+    # where the unconstrained optimum is already non-negative, both fits agree
+    x1 = x[:, :1]
+    lr = LogisticRegression(C=1.0).fit(x1, y)
+    c1, b1 = monotone_logistic(x1, y)
+    assert np.allclose(c1, lr.coef_[0], atol=1e-3) and abs(b1 - lr.intercept_[0]) < 1e-3

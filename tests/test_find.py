@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,8 +203,55 @@ def test_keypoint_votes_shortlist_rotated_mirrored_and_partial_copies(monkeypatc
         pts, desc, scale = descriptors.keypoints(np.ascontiguousarray(image), KEYPOINTS)
         recs[key] = {"points": pts, "desc": desc}
     keys = sorted(recs)
-    exact = keyvote.shortlist(keys, recs, k=1, show_progress=False)
+    exact, _ = keyvote.shortlist(keys, recs, k=1, show_progress=False)
     assert max(exact, key=exact.get) == ("part", "src")
     monkeypatch.setattr(keyvote, "EXACT_MAX", 10)  # the inverted-file path finds it too
-    approx = keyvote.shortlist(keys, recs, k=1, show_progress=False)
+    approx, _ = keyvote.shortlist(keys, recs, k=1, show_progress=False)
     assert max(approx, key=approx.get) == ("part", "src")
+
+
+def _labelled(image: np.ndarray, text: str = "1  2  3  4  5") -> np.ndarray:
+    """A panel with lane numbers drawn over its top edge, in one font and colour, as figures do."""
+    out = cv2.resize(np.ascontiguousarray(image), (240, 240), interpolation=cv2.INTER_AREA)
+    cv2.putText(out, text, (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2, cv2.LINE_AA)
+    return out
+
+
+def test_common_keypoints_flag_look_ups_found_in_many_other_images():
+    from bfutils import keyvote
+
+    owners = np.array([0, 0, 1, 2, 3, 4])
+    # look-up 0 (image 0) has near twins in images 1, 2 and 3; look-up 1 only in image 1 (and
+    # in its own image, which does not count); look-up 2 has three images, but far away
+    dist = np.array([[0.0, 0.01, 0.02, 0.03], [0.0, 0.01, 0.02, 0.5], [0.0, 0.3, 0.4, 0.5]])
+    ids = np.array([[0, 2, 3, 4], [1, 0, 2, 5], [2, 3, 4, 5]])
+    common = keyvote.common_keypoints(dist, ids, owners, np.array([0, 0, 1]), d2=0.08, images=3)
+    assert common.tolist() == [True, False, False]
+
+
+def test_shared_annotations_do_not_make_unrelated_panels_a_pair():
+    from bfutils import descriptors, verify
+    from bfutils.calibrate import KEYPOINTS
+
+    tiles = []
+    for image in (skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket(),
+                  np.dstack([skdata.camera()] * 3), skdata.immunohistochemistry()):  # fmt: skip
+        h, w = image.shape[:2]
+        tiles += [image[: h // 2, : w // 2], image[h // 2 :, w // 2 :]]
+    images = {f"p{i:02d}": _labelled(t) for i, t in enumerate(tiles)}  # 12 unrelated panels
+    images["copy"] = _labelled(np.ascontiguousarray(tiles[-1][::-1]), "a")  # reused, flipped
+    recs = {}
+    for key, image in images.items():
+        pts, desc, scale = descriptors.keypoints(image, KEYPOINTS)
+        recs[key] = {"points": pts, "desc": desc, "kp_scale": np.float32(scale),
+                     "shape": np.int32(image.shape[:2])}  # fmt: skip
+    votes, common = find.keyvote.shortlist(sorted(recs), recs, k=3, show_progress=False)
+    kept = {k: find.without(r, common[k]) for k, r in recs.items()}
+    unrelated = [(a, b) for a in images for b in images if "copy" != a < b != "copy"]
+    before = [verify.verify(recs[a], recs[b], KEYPOINTS)["evidence"] > 0 for a, b in unrelated]
+    after = [verify.verify(kept[a], kept[b], KEYPOINTS)["evidence"] > 0 for a, b in unrelated]
+    assert len(unrelated) == 66
+    assert sum(before) >= 40  # the lane numbers alone fit: the defect (56 when written)
+    assert sum(after) <= 12  # 7 when written
+    assert ("copy", "p11") in votes  # the reused tissue (flipped, another label) still pairs
+    assert verify.verify(kept["copy"], kept["p11"], KEYPOINTS)["evidence"] > 10

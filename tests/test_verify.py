@@ -112,3 +112,31 @@ def test_residual_is_tight_for_a_copy_and_loose_for_a_look_alike(tissue):
     assert tight["inliers"] >= 15 and tight["residual"] < 0.3
     assert loose["residual"] > tight["residual"]
     assert verify.NO_MATCH["residual"] == 1.0
+
+
+def _synthetic(points: np.ndarray, seed: int) -> dict:
+    """A record whose i-th keypoint has a distinctive descriptor shared with the other side."""
+    desc = np.random.default_rng(seed).integers(0, 256, (len(points), 128)).astype(np.uint8)
+    return {"points": points.astype(np.float32), "desc": desc, "kp_scale": np.float32(1.0),
+            "shape": np.int32([400, 400])}  # fmt: skip
+
+
+def test_a_refused_fit_gives_way_to_the_copy_underneath():
+    # 40 matched points: 25 obey a strong shear (no editor's transform: the biggest consensus),
+    # 15 a plain shift (the copy). One fit would be refused and the copy lost; the next try on
+    # the matches left over finds it.
+    rng = np.random.default_rng(1)
+    pts_a = rng.uniform(20, 380, (40, 2))
+    shear = np.array([[1.0, 3.0], [0.0, 0.3]])
+    pts_b = np.vstack([pts_a[:25] @ shear.T * 0.3 + 10, pts_a[25:] + [7.0, -5.0]])
+    ra = _synthetic(pts_a, 0)
+    rb = _synthetic(pts_b, 0)  # same descriptors: point i matches point i
+    ev = verify.verify(ra, rb, SETTINGS, "a", "b")
+    assert ev["inliers"] == 15 and ev["evidence"] > 5
+    assert "scale 1.00" in ev["transform"]
+    single = verify.MAX_FITS
+    try:
+        verify.MAX_FITS = 1
+        assert verify.verify(ra, rb, SETTINGS, "a", "b")["inliers"] == 0
+    finally:
+        verify.MAX_FITS = single
