@@ -12,13 +12,12 @@ the voting stage of classic instance retrieval (Lowe 2004; Jegou et al. 2008), w
 geometry, which :func:`bfutils.verify.verify` then checks on the shortlist only.
 
 Cost grows with the number of keypoints: exact search (``IndexFlatL2``) up to
-:data:`EXACT_MAX` descriptors, beyond that an inverted file (``IndexIVFFlat``, ~4 sqrt(N)
-lists, :data:`NPROBE` probed), sub-quadratic and approximate.
+:data:`EXACT_MAX` descriptors, beyond that an inverted file of 4-bit PQ codes with exact
+re-ranking (:class:`_Index`), about linear and approximate.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import faiss
@@ -28,8 +27,12 @@ from bfutils import progress, verify
 
 EXACT_MAX = 60_000
 """Descriptors up to which the index is exact; beyond, an inverted file."""
+LIST_SIZE = 512
+"""Average descriptors per inverted list (the list count grows with the keypoints)."""
 NPROBE = 8
 """Inverted lists visited per look-up."""
+RERANK = 2
+"""Approximate neighbours fetched per neighbour kept, re-ranked by exact distance."""
 NEIGHBOURS = 8
 """Neighbours fetched per descriptor (the nearest of another image must be among them)."""
 COMMON_D2 = 0.08
@@ -40,20 +43,53 @@ COMMON_IMAGES = 3
 evidence of reuse (a reused region appears in two or three images)."""
 
 
-def _index(vecs: np.ndarray, seed: int = 0) -> faiss.Index:
-    """Exact L2 index for small sets, an inverted file beyond :data:`EXACT_MAX` rows."""
-    d = vecs.shape[1]
-    if len(vecs) <= EXACT_MAX:
-        index = faiss.IndexFlatL2(d)
-    else:
-        nlist = int(4 * math.sqrt(len(vecs)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-        rng = np.random.default_rng(seed)
-        train = vecs[rng.choice(len(vecs), size=min(len(vecs), 64 * nlist), replace=False)]
-        index.train(train)
-        index.nprobe = NPROBE
-    index.add(vecs)
-    return index
+class _Index:
+    """All keypoint descriptors of a scan, searchable by row; exact distances out.
+
+    Up to :data:`EXACT_MAX` descriptors, a flat index (exact). Beyond, an inverted file with
+    :data:`LIST_SIZE` descriptors per list on average and an HNSW coarse quantizer, storing
+    4-bit product-quantised codes searched with SIMD ("fast scan", 32 bytes a descriptor
+    instead of 512); its :data:`RERANK` x k approximate neighbours are re-ranked with exact
+    RootSIFT distances from the stored uint8 descriptors. Cost per look-up is then about
+    constant, so the stage grows linearly with the number of keypoints (an exact or
+    ``4 sqrt(N)``-list index grows as N^2 or N^1.5). Measured on 1.83 M RootSIFT descriptors
+    (2 cores): exact 110-300 look-ups/s, ``IVF4sqrt(N),Flat`` 8,400/s, this index ~45,000/s
+    before re-ranking.
+    """
+
+    def __init__(self, raw: np.ndarray, seed: int = 0):
+        self.raw = raw
+        n = len(raw)
+        self.exact = n <= EXACT_MAX
+        if self.exact:
+            self.index = faiss.IndexFlatL2(raw.shape[1])
+        else:
+            nlist = max(1, n // LIST_SIZE)
+            self.index = faiss.index_factory(raw.shape[1], f"IVF{nlist}_HNSW32,PQ64x4fs")
+            rng = np.random.default_rng(seed)
+            sample = np.sort(rng.choice(n, size=min(n, max(40 * nlist, 2048)), replace=False))
+            self.index.train(self.vectors(sample))
+            faiss.extract_index_ivf(self.index).nprobe = NPROBE
+        for start in range(0, n, 65536):
+            self.index.add(self.vectors(np.arange(start, min(n, start + 65536))))
+
+    def vectors(self, rows: np.ndarray, mirror: bool = False) -> np.ndarray:
+        """RootSIFT float32 rows (of the mirrored image's descriptors when ``mirror``)."""
+        raw = self.raw[rows]
+        return np.ascontiguousarray(verify.root_sift(raw[:, verify.MIRROR] if mirror else raw))
+
+    def search(self, rows: np.ndarray, k: int, mirror: bool = False):
+        """``(squared distances, ids)`` of the ``k`` nearest rows to each of ``rows``."""
+        q = self.vectors(rows, mirror)
+        if self.exact:
+            return self.index.search(q, k)
+        _, cand = self.index.search(q, RERANK * k)
+        valid = cand >= 0
+        vec = self.vectors(cand.clip(0).ravel()).reshape(len(q), cand.shape[1], -1)
+        dist = np.where(valid, ((vec - q[:, None, :]) ** 2).sum(-1), np.inf)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        ids = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(cand, order, 1), -1)
+        return np.take_along_axis(dist, order, 1).astype(np.float32), ids
 
 
 def _votes(dist, ids, owners, own: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -126,25 +162,22 @@ def vote_matrix(
         votes of i's descriptors (direct and mirrored) for j plus votes of j's for i; and per
         image a boolean mask of its common keypoints.
     """
-    descs = [verify.root_sift(r["desc"]) for r in records]
-    sizes = [len(d) for d in descs]
+    sizes = [len(r["desc"]) for r in records]
     owners = np.concatenate([np.full(n, i) for i, n in enumerate(sizes)] + [np.zeros(0, int)])
     if len(owners) < 2:
         return {}, [np.zeros(n, bool) for n in sizes]
-    vecs = np.ascontiguousarray(np.concatenate(descs), dtype=np.float32)
-    del descs
-    index = _index(vecs)
-    k = min(NEIGHBOURS, len(vecs))
+    index = _Index(np.concatenate([np.asarray(r["desc"], np.uint8) for r in records]))
+    k = min(NEIGHBOURS, len(owners))
     block = 4096
     bar = progress.bar(
-        total=2 * len(vecs), desc="keypoint index", unit="kp", disable=not show_progress
+        total=2 * len(owners), desc="keypoint index", unit="kp", disable=not show_progress
     )
-    dist = np.empty((len(vecs), k), np.float32)
-    ids = np.empty((len(vecs), k), np.int32)
-    for start in range(0, len(vecs), block):
-        d, i = index.search(vecs[start : start + block], k)
-        dist[start : start + block], ids[start : start + block] = d, i
-        bar.update(len(d))
+    dist = np.empty((len(owners), k), np.float32)
+    ids = np.empty((len(owners), k), np.int64)
+    for start in range(0, len(owners), block):
+        rows = np.arange(start, min(len(owners), start + block))
+        dist[rows], ids[rows] = index.search(rows, k)
+        bar.update(len(rows))
     common = common_keypoints(dist, ids, owners, owners)
     counts: dict[tuple[int, int], int] = {}
 
@@ -161,10 +194,10 @@ def vote_matrix(
     del dist, ids
     for start in range(0, len(keep), block):
         rows = keep[start : start + block]
-        d, i = index.search(np.ascontiguousarray(vecs[rows][:, verify.MIRROR]), k)
+        d, i = index.search(rows, k, mirror=True)
         add(d, i, owners[rows])
         bar.update(len(rows))
-    bar.update(len(vecs) - len(keep))
+    bar.update(len(owners) - len(keep))
     bar.close()
     return counts, np.split(common, np.cumsum(sizes)[:-1])
 

