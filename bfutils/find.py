@@ -48,18 +48,27 @@ COLUMNS = ["a", "b", "score", "flagged", "pair_score", "inliers", "matches", "ev
            "transform", "box_a", "box_b", "cos_global", "cos_region", "note"]  # fmt: skip
 
 
-def _vectors(keys, recs, det, regions: bool):
-    """Index vectors (indexed views and regions) and their owners, float32 centred unit rows."""
+def _index(keys, recs, det, regions: bool) -> tuple[faiss.Index, np.ndarray]:
+    """Exact inner-product index of the indexed views and regions of ``keys``, and the owner
+    (position in ``keys``) of every row. Added in blocks of images, so the float32 rows are
+    never held twice (about 0.7 GB at 10,000 images)."""
     views = det.preprocess["views"]
     keep = [i for i, v in enumerate(views) if v in detector.INDEX_VIEWS]
-    rows, owners = [], []
-    for n, key in enumerate(keys):
-        r = recs[key]
-        parts = [r["global"][keep]] + ([r["regional"]] if regions and len(r["regional"]) else [])
-        block = detector.centred(np.concatenate(parts), det.descriptor_mean)
-        rows.append(block)
-        owners.append(np.full(len(block), n))
-    return np.concatenate(rows).astype(np.float32), np.concatenate(owners)
+    index, owners = None, []
+    for start in range(0, len(keys), 512):
+        rows = []
+        for n, key in enumerate(keys[start : start + 512], start):
+            r = recs[key]
+            extra = [r["regional"]] if regions and len(r["regional"]) else []
+            parts = [r["global"][keep], *extra]
+            block = detector.centred(np.concatenate(parts), det.descriptor_mean)
+            rows.append(block.astype(np.float32))
+            owners.append(np.full(len(block), n))
+        rows = np.concatenate(rows)
+        if index is None:
+            index = faiss.IndexFlatIP(rows.shape[1])
+        index.add(rows)
+    return index, np.concatenate(owners)
 
 
 def shortlist(
@@ -79,11 +88,9 @@ def shortlist(
     Returns:
         ``{(key_a, key_b): similarity}`` over unordered pairs (keys sorted).
     """
-    vecs, owners = _vectors(index_keys, recs, det, regions=True)
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    index.add(vecs)
-    per_image = len(vecs) // max(len(index_keys), 1)
-    n_search = min(len(vecs), (k + 2) * per_image)
+    index, owners = _index(index_keys, recs, det, regions=True)
+    per_image = len(owners) // max(len(index_keys), 1)
+    n_search = min(len(owners), (k + 2) * per_image)
     found: dict[tuple[str, str], float] = {}
     chunk = 256
     bar = progress.bar(total=len(query_keys), desc="index", unit="img", disable=not show_progress)
