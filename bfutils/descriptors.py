@@ -7,6 +7,8 @@ For every panel the finder needs, and computes exactly once:
 * **regional descriptors**: the same feature map average-pooled over overlapping windows
   (R-MAC-like regions at two scales, Tolias et al. 2016), from the same forward pass, so a
   small panel finds the large image it was cut from without embedding tiles separately;
+* a **copy descriptor** (if the detector has one): SSCD, trained for copy detection
+  (:mod:`bfutils.copydesc`);
 * **keypoints**: SIFT positions and descriptors of the grey image (contrast-stretched,
   resized so the short side is at least ``min_side`` and the long side at most ``max_side``).
 
@@ -195,7 +197,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
 
     Returns:
         One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16, ``points``,
-        ``desc``, ``kp_scale``, ``shape`` (h, w) and ``blank``.
+        ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
+        the detector has a copy descriptor (:mod:`bfutils.copydesc`).
     """
     if not len(images):
         return []
@@ -206,14 +209,19 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         encoder, np.stack([to_input(im, pre["size"], pre["fit"]) for im in images]), norm=norm,
         views=pre["views"], regions=pre["regions"],
     )  # fmt: skip
+    copy = None
+    if pre.get("copy"):
+        from bfutils import copydesc
+
+        copy = copydesc.embed(images, size=pre["copy"]["size"], model=pre["copy"]["model"])
     out = []
-    for image, gi, ri in zip(images, g, r, strict=True):
+    for n, (image, gi, ri) in enumerate(zip(images, g, r, strict=True)):
         pts, desc, scale = keypoints(image, det.keypoints)
         out.append({
             "global": gi.astype(np.float16), "regional": ri.astype(np.float16), "points": pts,
             "desc": desc, "kp_scale": np.float32(scale), "shape": np.int32(image.shape[:2]),
             "blank": np.bool_(panels.is_blank(image)),
-        })  # fmt: skip
+        } | ({"copy": copy[n].astype(np.float16)} if copy is not None else {}))  # fmt: skip
     return out
 
 

@@ -10,6 +10,8 @@ nothing that executes code on load:
   and ``std``, the ``views`` embedded (identity, mirrored, rotated) and whether ``regions``
   (sub-image descriptors for partial reuse) are pooled;
 * ``keypoints``: SIFT and verification settings;
+* ``preprocess["copy"]`` (optional): the copy-detection descriptor (:mod:`bfutils.copydesc`,
+  ``model`` and input ``size``) and ``copy_mean``, the mean it is centred on;
 * ``features`` and ``fused``: the names of the symmetric pair features it fuses
   (:data:`FEATURES`) and the logistic regression over them, as plain numbers (standardisation
   ``mean``/``scale``, ``coef``, ``intercept``), plus ``descriptor_mean`` (global descriptors
@@ -46,7 +48,7 @@ FORMAT = "bfutils-detector"
 VERSION = 1
 DEFAULT_PATH = Path(__file__).parent / "detectors" / "default.pt"
 FEATURES = ("cos_global", "cos_region", "evidence", "log_inliers", "inlier_ratio", "coverage",
-            "ratio_margin", "cos_margin")  # fmt: skip
+            "ratio_margin", "cos_margin", "cos_copy", "copy_margin")  # fmt: skip
 """Symmetric pair features the finder can fuse (each the same for (a, b) and (b, a))."""
 INDEX_VIEWS = ("identity", "hflip")
 """Views of an image that are indexed; the others are only used as queries."""
@@ -64,6 +66,7 @@ class Detector:
     features: list = field(default_factory=lambda: list(FEATURES))
     fused: dict = field(default_factory=dict)
     descriptor_mean: list = field(default_factory=list)
+    copy_mean: list = field(default_factory=list)
     threshold: float = 0.5
     provenance: dict = field(default_factory=dict)
 
@@ -112,6 +115,7 @@ def save(det: Detector, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     content = asdict(det)
     content["descriptor_mean"] = torch.tensor(np.asarray(det.descriptor_mean, np.float32))
+    content["copy_mean"] = [float(v) for v in np.asarray(det.copy_mean, np.float64).ravel()]
     torch.save({"format": FORMAT, "version": VERSION, **content}, path)
     return path
 
@@ -163,7 +167,8 @@ def resolve(detector: Detector | str | Path | None) -> Detector:
 # ----------------------------------------------------------------------------- pair features
 def centred(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Descriptors minus the detector's mean, L2-normalised along the last axis (float32)."""
-    v = np.asarray(vectors, dtype=np.float32) - np.asarray(mean, dtype=np.float32)
+    m = np.asarray(mean, dtype=np.float32)
+    v = np.asarray(vectors, dtype=np.float32) - (m if m.size else 0.0)  # no mean: not centred
     return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-8)
 
 
@@ -188,9 +193,11 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
         ``cos_global`` (best cosine over the compared views), ``cos_region`` (best cosine of
         either image against the other's regions), ``evidence``, ``log_inliers``,
         ``inlier_ratio`` (inliers / (one-to-one matches + 5): the 5 shrinks tiny counts) and
-        ``coverage`` (inliers / (keypoints of the image with fewer + 5)), ``ratio_margin``
-        and ``cos_margin`` (the ratio and the best cosine themselves here; a scan sets them
-        against the other candidates, :func:`rival_margins`). The inliers' fit
+        ``coverage`` (inliers / (keypoints of the image with fewer + 5)), ``cos_copy`` (cosine
+        of the copy descriptors, :mod:`bfutils.copydesc`; 0 without them), ``ratio_margin``,
+        ``cos_margin`` and ``copy_margin`` (the ratio, the best cosine and the copy cosine
+        themselves here; a scan sets them against the other candidates,
+        :func:`rival_margins`). The inliers' fit
         ``residual`` (:func:`bfutils.verify.verify`) is reported but not fused: on the held-out
         calibration set it added nothing (grouped 5-fold CV, AP 0.652 with or without it), as
         the hard look-alikes there (one template slice in two contrasts) align to the pixel.
@@ -202,12 +209,17 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
     for g, regions in ((ga[0], rb["regional"]), (gb[0], ra["regional"])):
         if len(regions):
             cos_region = max(cos_region, float((centred(regions, det.descriptor_mean) @ g).max()))
+    cos_copy = 0.0
+    if "copy" in ra and "copy" in rb:
+        ca, cb = (centred(r["copy"][None], det.copy_mean)[0] for r in (ra, rb))
+        cos_copy = float(ca @ cb)
     k, m = evidence["inliers"], evidence["matches"]
     fewest = min(len(ra.get("points", ())), len(rb.get("points", ())))
     return {"cos_global": cos_global, "cos_region": cos_region,
             "evidence": float(evidence["evidence"]), "log_inliers": float(np.log1p(k)),
             "inlier_ratio": k / (m + 5.0), "coverage": k / (fewest + 5.0),
-            "ratio_margin": k / (m + 5.0), "cos_margin": max(cos_global, cos_region)}  # fmt: skip
+            "ratio_margin": k / (m + 5.0), "cos_margin": max(cos_global, cos_region),
+            "cos_copy": cos_copy, "copy_margin": cos_copy}  # fmt: skip
 
 
 def rival_margins(table, column: str = "inlier_ratio") -> np.ndarray:

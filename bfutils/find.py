@@ -129,6 +129,42 @@ def without(rec: dict, drop: np.ndarray) -> dict:
     return rec | {"points": rec["points"][~drop], "desc": rec["desc"][~drop]}
 
 
+def copy_shortlist(
+    query_keys, index_keys, recs, det, k: int = 10, same_set: bool = True
+) -> dict[tuple[str, str], float]:
+    """Top-``k`` partners of every query image by copy-descriptor cosine (exact search).
+
+    Images without a copy descriptor (a detector without one) give no candidates.
+
+    Returns:
+        ``{(key_a, key_b): cosine}`` over unordered pairs (keys sorted).
+    """
+    index_keys = [key for key in index_keys if "copy" in recs[key]]
+    query_keys = [key for key in query_keys if "copy" in recs[key]]
+    if not index_keys or not query_keys:
+        return {}
+
+    def vectors(keys):
+        return detector.centred(np.stack([recs[key]["copy"] for key in keys]), det.copy_mean)
+
+    index = faiss.IndexFlatIP(512)
+    index.add(vectors(index_keys))
+    found: dict[tuple[str, str], float] = {}
+    for start in range(0, len(query_keys), 1024):
+        keys = query_keys[start : start + 1024]
+        sims, ids = index.search(vectors(keys), min(len(index_keys), k + 1))
+        for key, row_s, row_i in zip(keys, sims, ids, strict=True):
+            taken = 0
+            for sim, i in zip(row_s, row_i, strict=True):
+                other = index_keys[i]
+                if i < 0 or taken == k or (same_set and other == key):
+                    continue
+                pair = (key, other) if key < other else (other, key)
+                found[pair] = max(found.get(pair, -2.0), float(sim))
+                taken += 1
+    return found
+
+
 def shortlist_all(
     queries, refs, recs, det, k: int = 10, within: bool = True, show_progress: bool = True
 ) -> tuple[dict[tuple[str, str], float], dict]:
@@ -158,11 +194,15 @@ def shortlist_all(
     found: dict = {}
     if within and len(queries) > 1:
         found |= shortlist(queries, queries, recs, det, k=k, show_progress=show_progress)
+        for pair in copy_shortlist(queries, queries, recs, det, k=k):
+            found.setdefault(pair, -2.0)
     if refs and queries:
         for q, i in ((queries, refs), (refs, queries)):  # a panel cut from either side
             for pair, s in shortlist(q, i, recs, det, k=k, same_set=False,
                                      show_progress=show_progress).items():  # fmt: skip
                 found[pair] = max(found.get(pair, -2.0), s)
+            for pair in copy_shortlist(q, i, recs, det, k=k, same_set=False):
+                found.setdefault(pair, -2.0)
     side = set(queries)
     votes, common = keyvote.shortlist(list(queries) + list(refs), recs, k=k,
                                       show_progress=show_progress)  # fmt: skip
@@ -196,7 +236,9 @@ def _with_background(det: detector.Detector, recs: dict) -> detector.Detector:
     if len(recs) < MIN_BACKGROUND:
         return det
     mean = np.mean([r["global"][0].astype(np.float32) for r in recs.values()], axis=0)
-    return dataclasses.replace(det, descriptor_mean=mean)
+    copies = [r["copy"].astype(np.float32) for r in recs.values() if "copy" in r]
+    copy_mean = np.mean(copies, axis=0) if copies else det.copy_mean
+    return dataclasses.replace(det, descriptor_mean=mean, copy_mean=copy_mean)
 
 
 def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
@@ -234,6 +276,7 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[*names, "blank", "note"])
     table["ratio_margin"] = detector.rival_margins(table, "inlier_ratio")
     table["cos_margin"] = detector.rival_margins(table.assign(best=table["pair_score"]), "best")
+    table["copy_margin"] = detector.rival_margins(table, "cos_copy")
     return table
 
 

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -130,9 +131,14 @@ def is_blank(image: np.ndarray) -> bool:
     """Whether a panel is nearly uniform (an empty or black crop): it then carries no evidence.
 
     A copy of a blank panel looks like every other blank panel, so any similarity between two
-    blank panels says nothing about reuse. The test is the spread of grey levels.
+    blank panels says nothing about reuse. The test is the spread of grey levels: from the
+    0.5th percentile to the brightest pixel that survives a 3 x 3 median (so a few bright
+    objects on black, a sparse fluorescence field, count as content; a lone hot pixel or a
+    JPEG speck does not).
     """
     gray = image.mean(axis=2) if image.ndim == 3 else image
     step = max(1, int(np.sqrt(gray.size / 65536)))  # ~65k pixels are plenty for percentiles
-    low, high = np.percentile(gray[::step, ::step], [0.5, 99.5])
+    sample = np.ascontiguousarray(gray[::step, ::step], dtype=np.float32)
+    low = np.percentile(sample, 0.5)
+    high = float(cv2.medianBlur(sample, 3).max()) if min(sample.shape) >= 3 else sample.max()
     return bool(high - low < BLANK_RANGE)

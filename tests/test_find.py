@@ -255,3 +255,15 @@ def test_shared_annotations_do_not_make_unrelated_panels_a_pair():
     assert sum(after) <= 12  # 7 when written
     assert ("copy", "p11") in votes  # the reused tissue (flipped, another label) still pairs
     assert verify.verify(kept["copy"], kept["p11"], KEYPOINTS)["evidence"] > 10
+
+
+def test_sparse_fluorescence_is_content_and_a_hot_pixel_is_not():
+    from bfutils import panels
+
+    field = np.full((140, 150, 3), 11, np.uint8)  # dark background, a few bright nuclei
+    for y, x in ((30, 40), (90, 100), (110, 30)):
+        cv2.circle(field, (x, y), 3, (140, 140, 140), -1)
+    assert not panels.is_blank(field)
+    black = np.full((60, 60, 3), 2, np.uint8)
+    black[10, 10] = 255
+    assert panels.is_blank(black)
