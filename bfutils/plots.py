@@ -98,15 +98,25 @@ def history(log: pd.DataFrame, title: str = ""):
     return fig
 
 
+def line_styles(n: int) -> list[dict]:
+    """``n`` distinct (colour, dash) styles: 10 colourblind-safe colours, then the same colours
+    dashed, dotted, dash-dotted, so no two lines look alike however many models there are."""
+    import seaborn as sns
+
+    colours = sns.color_palette("colorblind", 10)
+    dashes = ["-", "--", ":", "-."]
+    return [{"color": colours[i % 10], "ls": dashes[(i // 10) % 4]} for i in range(n)]
+
+
 def roc_curves(curves: pd.DataFrame):
     """All models' test ROC curves on one plot (``curves``: model, fpr, tpr, auc)."""
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     labels = curves.groupby("model")["auc"].first().sort_values(ascending=False)
-    for name in labels.index:
+    for name, style in zip(labels.index, line_styles(len(labels)), strict=True):
         c = curves[curves["model"] == name]
-        ax.plot(c["fpr"], c["tpr"], label=f"{name} ({labels[name]:.3f})")
+        ax.plot(c["fpr"], c["tpr"], label=f"{name} ({labels[name]:.3f})", **style)
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Test ROC curves")
     ax.legend(fontsize=7, loc="lower right")

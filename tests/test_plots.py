@@ -1,5 +1,6 @@
 """Every saved figure has its data beside it; the figure functions return figures."""
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -93,3 +94,13 @@ def test_panel_figures_have_one_panel_each():
     pairs_df = pd.DataFrame({"label": [1, 0, 1]})
     strip = plots.pair_strip(pairs_df, _images(3), _images(3), title_fn=lambda r: str(r.label))
     assert len(strip.axes) == 6 and [ax.get_title() for ax in strip.axes[:3]] == ["1", "0", "1"]
+
+
+def test_roc_curves_give_every_model_its_own_look():
+    names = [f"m{i:02d}" for i in range(14)]  # more models than colours in a cycle
+    curves = pd.DataFrame([{"model": n, "fpr": f, "tpr": f, "auc": 0.5 + i / 100}
+                           for i, n in enumerate(names) for f in (0.0, 1.0)])  # fmt: skip
+    lines = plots.roc_curves(curves).get_axes()[0].get_lines()[:14]
+    looks = {(tuple(np.round(matplotlib.colors.to_rgb(ln.get_color()), 3)), ln.get_linestyle())
+             for ln in lines}  # fmt: skip
+    assert len(looks) == 14
