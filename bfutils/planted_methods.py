@@ -90,6 +90,20 @@ def encoder_cosine(
     return matrix_pairs([f.name for f in files], feats @ feats.T), None
 
 
+def sscd_cosine(bench_dir: Path, work_dir: Path, *, size: int = 128) -> tuple[pd.DataFrame, None]:
+    """Cosine of the SSCD copy descriptor alone (:mod:`bfutils.copydesc`), centred on the
+    benchmark's own mean as the finder centres it: what the finder's copy shortlist sees."""
+    from bfutils import copydesc
+
+    files = panel_files(bench_dir)
+    images = [read_image_file(f) for f in files]
+    feats = np.concatenate([copydesc.embed(images[i : i + 64], size=size)
+                            for i in range(0, len(images), 64)])  # fmt: skip
+    feats -= feats.mean(axis=0)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12
+    return matrix_pairs([f.name for f in files], feats @ feats.T), None
+
+
 def _dict_pairs(found: dict, to_score: Callable[[float], float]) -> pd.DataFrame:
     rows = [(a, b, to_score(float(d))) for a, hits in found.items() for b, d in hits]
     return pd.DataFrame(rows, columns=["a", "b", "score"])
@@ -199,6 +213,7 @@ METHODS: dict[str, Method] = {
     "finder": finder,
     "cosine-lite0-224": encoder_cosine,
     "cosine-lite0-224-pad": lambda b, w: encoder_cosine(b, w, fit="pad"),
+    "cosine-sscd-128": sscd_cosine,
     "imagededup-phash": imagededup_phash,
     "imagededup-cnn": imagededup_cnn,
     "imagededup-cnn-lite0": lambda b, w: imagededup_cnn(b, w, model="lite0"),
