@@ -14,9 +14,9 @@ fitted is the logistic regression that fuses the symmetric pair features of
   benchmark (seed 0) uses. Without ``../shared/data`` it is built from the embedded images
   alone and cannot be held out; the detector's ``provenance`` says which data it saw.
 * **Pairs.** The panels are scanned exactly as :func:`bfutils.find.find` scans a folder
-  (descriptor and keypoint-vote shortlists, then verification); every shortlisted pair is a
-  sample, labelled by the planted truth. So the fused score is fitted to the pairs it will
-  rank, hard siblings included.
+  (copy-descriptor, descriptor and keypoint-vote shortlists, then verification); every
+  shortlisted pair is a sample, labelled by the planted truth. So the fused score is fitted
+  to the pairs it will rank, hard siblings included.
 * **Split.** Groups are split 60/40; the model is fitted on pairs inside the first, the
   threshold (max F1) chosen and the metrics measured on pairs inside the second.
 * Everything is drawn from ``numpy`` generators seeded by ``seed``.

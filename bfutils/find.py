@@ -5,18 +5,21 @@
 Two stages, as the ISC 2021 matching-track winners did it (global retrieval, then local
 verification), with all per-image work done once and cached (:mod:`bfutils.descriptors`):
 
-1. **embed**: every image once, batched: global descriptor(s), regional descriptors (for a
-   panel cut from a larger image), keypoints. Cached by content hash, so re-scanning a grown
-   library only embeds the new files.
+1. **embed**: every image once, batched: an SSCD copy descriptor (:mod:`bfutils.copydesc`),
+   global descriptor(s), regional descriptors (for a panel cut from a larger image),
+   keypoints. Cached by content hash, so re-scanning a grown library only embeds the new
+   files.
 2. **index**: a faiss exact inner-product index (``IndexFlatIP``) of the indexed views and
    regions of every image; each image's query views (identity and, if the detector embeds
    them, mirrored and rotated) take their ``k`` nearest images. Exact search is fine to about
    1M vectors (~10k-70k images); beyond, switch to ``IndexHNSWFlat`` (no training, ~2x memory)
    or ``IndexIVFPQ`` (trained, compressed: 1280-d to 64 bytes) and keep ``k`` larger.
-   A second shortlist votes with the keypoints themselves (:mod:`bfutils.keyvote`: every
-   RootSIFT descriptor, direct and mirrored, looks up its nearest neighbours in all other
-   images), which finds the partial, rotated, mirrored and annotated copies the global
-   descriptor ranks low; the union of both is verified.
+   A second exact index holds the copy descriptors (:func:`copy_shortlist`). A third
+   shortlist votes with the keypoints themselves (:mod:`bfutils.keyvote`: every RootSIFT
+   descriptor, direct and mirrored, looks up its nearest neighbours in all other images;
+   keypoints found in many images, the figure's shared annotations, are set aside), which
+   finds the partial, rotated, mirrored and annotated copies the descriptors rank low; the
+   union of all three is verified.
 3. **verify**: the shortlist only: one-to-one keypoint matches, a plausible affine RANSAC fit
    (mirror tried), a-contrario evidence, the matched box in each image
    (:func:`bfutils.verify.verify`).

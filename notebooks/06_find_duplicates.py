@@ -16,8 +16,9 @@
 # **Inputs.** `panels_dir`: a folder of image files. Empty (the default) makes a small demo
 # folder in the run folder from the embedded images, with planted copies, so the notebook runs
 # on a fresh clone. `reference_dir`: an optional library of published images to compare
-# against. `detector`: a detector file; empty uses the shipped default (ImageNet
-# EfficientNet-Lite0 descriptors + a keypoint shortlist + keypoint verification, calibrated on
+# against. `detector`: a detector file; empty uses the shipped default (SSCD copy descriptors,
+# ImageNet EfficientNet-Lite0 descriptors of images and sub-regions, a keypoint shortlist that
+# ignores the annotation glyphs panels share, and keypoint verification, calibrated on
 # 600 figure-like panels with planted reuse made from the embedded images, DSB 2018 and BCCD,
 # none of them an image of the planted benchmark; `python -m bfutils.calibrate` rebuilds it).
 #
@@ -75,8 +76,9 @@ sorted(p.name for p in folder.iterdir())[:10]
 # %% [markdown]
 # ## Embed, shortlist, verify, score
 # Every image is embedded once (cached by content hash), each takes its nearest candidates
-# from a faiss index of whole-image and sub-region descriptors, and only those candidates are
-# matched with keypoints. The score is symmetric in the two images.
+# from faiss indexes of copy descriptors, whole-image and sub-region descriptors and shared
+# keypoints, and only those candidates are matched with keypoints. The score is symmetric in
+# the two images.
 
 # %%
 from bfutils import find
