@@ -222,7 +222,7 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
             "cos_copy": cos_copy, "copy_margin": cos_copy}  # fmt: skip
 
 
-def rival_margins(table, column: str = "inlier_ratio") -> np.ndarray:
+def rival_margins(table, column: str = "inlier_ratio", same=None) -> np.ndarray:
     """``column`` of each candidate pair minus the best one of the other candidates of either
     of its images (0 when it has none): score normalisation against the scan itself.
 
@@ -231,28 +231,35 @@ def rival_margins(table, column: str = "inlier_ratio") -> np.ndarray:
     siblings do. On the held-out calibration set the margin of ``inlier_ratio`` lifted the
     grouped-CV average precision of the fused score from 0.59 to 0.82; the margin of the best
     cosine (``cos_margin``) does the same for copies with no keypoint evidence (small, blurred
-    or recoloured panels). The cost: a panel reused in *several* places has rivals of its own
-    copies, so its pairs score lower (they still rank above unrelated pairs). Symmetric in
-    (a, b). Without other candidates (one pair alone) it is the value itself.
+    or recoloured panels). Symmetric in (a, b). Without other candidates (one pair alone) it is
+    the value itself.
+
+    A panel reused in several places, or a library that holds one image twice, would make
+    each copy the rival of the other and hide both. So a candidate ``(a, r)`` is no rival of
+    ``(a, b)`` when ``r`` is known to share content with ``b`` or with ``a`` (``same``): ``a``
+    matching both ``b`` and ``r`` is then one reuse seen twice, not a generic look-alike.
 
     Args:
         table: candidate pairs with ``a``, ``b`` and ``column``.
         column: the feature to set against the rivals.
+        same: ``same(key_1, key_2) -> bool``, whether two images share content (None: never).
     """
-    ratio = table[column].to_numpy(dtype=float)
-    if not len(ratio):
-        return ratio
-    keys = np.concatenate([table["a"].to_numpy(), table["b"].to_numpy()])
-    vals = np.concatenate([ratio, ratio])
-    rows = np.concatenate([np.arange(len(ratio))] * 2)
-    order = np.lexsort((-vals, keys))  # by key, best first
-    keys, vals, rows = keys[order], vals[order], rows[order]
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    start = np.maximum.accumulate(np.where(first, np.arange(len(keys)), 0))
-    best, best_row = vals[start], rows[start]
-    nxt = np.minimum(start + 1, len(keys) - 1)  # the runner-up of the same image, if any
-    second = np.where((start + 1 < len(keys)) & (keys[nxt] == keys), vals[nxt], 0.0)
-    rival = np.where(best_row == rows, second, best)  # the best of the *other* pairs
-    out = np.full(len(ratio), -np.inf)
-    np.maximum.at(out, rows, rival)
-    return ratio - np.where(np.isfinite(out), out, 0.0)
+    vals = table[column].to_numpy(dtype=float)
+    keys_a, keys_b = table["a"].to_numpy(), table["b"].to_numpy()
+    by_key: dict = {}
+    for i, (x, y, v) in enumerate(zip(keys_a, keys_b, vals, strict=True)):
+        by_key.setdefault(x, []).append((v, i, y))
+        by_key.setdefault(y, []).append((v, i, x))
+    for candidates in by_key.values():
+        candidates.sort(key=lambda t: (-t[0], t[1]))
+    out = np.empty(len(vals))
+    for i, (x, y, v) in enumerate(zip(keys_a, keys_b, vals, strict=True)):
+        rival = None
+        for key, partner in ((x, y), (y, x)):
+            for rv, j, other in by_key[key]:
+                if j == i or (same is not None and (same(partner, other) or same(key, other))):
+                    continue
+                rival = rv if rival is None else max(rival, rv)
+                break
+        out[i] = v - (rival if rival is not None else 0.0)
+    return out

@@ -267,3 +267,39 @@ def test_sparse_fluorescence_is_content_and_a_hot_pixel_is_not():
     black = np.full((60, 60, 3), 2, np.uint8)
     black[10, 10] = 255
     assert panels.is_blank(black)
+
+
+def test_queries_against_a_reference_library(tmp_path):
+    queries, library = tmp_path / "manuscript", tmp_path / "library"
+    queries.mkdir(), library.mkdir()
+    retina, ihc = skdata.retina(), skdata.immunohistochemistry()
+    _save(queries, "fig2c.jpg", np.ascontiguousarray(retina[450:650, 500:700][:, ::-1]),
+          quality=75)  # fmt: skip  (a mirrored 11 % crop of a published image)
+    _save(queries, "fig3a.png", skdata.coffee()[:200, :200])
+    _save(library, "published.png", retina[300:900, 300:900])
+    _save(library, "published_twin.png", retina[300:900, 300:900])  # library duplicates
+    _save(library, "tissue.png", ihc[:300, :300])
+    table = find.find(queries, reference=library, cache=False, show_progress=False)
+    flagged = table[table["flagged"]]
+    pairs = {frozenset((a, b)) for a, b in zip(flagged["a"], flagged["b"], strict=True)}
+    assert frozenset(("fig2c.jpg", "ref/published.png")) in pairs
+    assert "mirrored" in _pair(table, "fig2c.jpg", "ref/published.png")["transform"]
+    # never library against library, nor (by default) manuscript against manuscript
+    for a, b in zip(table["a"], table["b"], strict=True):
+        assert a.startswith("ref/") != b.startswith("ref/")
+    assert not any("fig3a.png" in p for p in pairs)
+
+
+def test_a_panel_reused_twice_is_flagged_with_both_partners(tmp_path):
+    # each copy is the other's rival; near-identical copies must not hide each other
+    ihc = skdata.immunohistochemistry()
+    _save(tmp_path, "source.png", ihc[:300, :300])
+    crop = np.ascontiguousarray(ihc[60:260, 40:240])
+    _save(tmp_path, "fig2b.jpg", crop, quality=85)
+    _save(tmp_path, "fig5d.jpg", crop, quality=70)
+    _save(tmp_path, "unrelated.png", skdata.coffee()[:220, :220])
+    table = find.find(tmp_path, cache=False, show_progress=False)
+    for a, b in (("fig2b.jpg", "source.png"), ("fig5d.jpg", "source.png"),
+                 ("fig2b.jpg", "fig5d.jpg")):  # fmt: skip
+        assert _pair(table, a, b)["flagged"], (a, b)
+    assert not table[table["flagged"]].isin(["unrelated.png"]).any().any()
