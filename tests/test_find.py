@@ -273,8 +273,9 @@ def test_queries_against_a_reference_library(tmp_path):
     queries, library = tmp_path / "manuscript", tmp_path / "library"
     queries.mkdir(), library.mkdir()
     retina, ihc = skdata.retina(), skdata.immunohistochemistry()
-    _save(queries, "fig2c.jpg", np.ascontiguousarray(retina[450:650, 500:700][:, ::-1]),
-          quality=75)  # fmt: skip  (a mirrored 11 % crop of a published image)
+    _save(
+        queries, "fig2c.jpg", np.ascontiguousarray(retina[450:650, 500:700][:, ::-1]), quality=75
+    )  # fmt: skip  (a mirrored 11 % crop of a published image)
     _save(queries, "fig3a.png", skdata.coffee()[:200, :200])
     _save(library, "published.png", retina[300:900, 300:900])
     _save(library, "published_twin.png", retina[300:900, 300:900])  # library duplicates
