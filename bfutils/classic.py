@@ -89,7 +89,7 @@ def hash_scores(
 
 
 # ----------------------------------------------------------------------------- keypoints
-def _gray(img: np.ndarray, min_side: int, stretch: bool) -> np.ndarray:
+def gray(img: np.ndarray, min_side: int, stretch: bool) -> np.ndarray:
     """Grey uint8 image, optionally contrast-stretched and upscaled to ``min_side`` (bicubic)."""
     import cv2
 
@@ -165,8 +165,8 @@ class _Matcher:
     def pair(self, img_a, img_b) -> dict:
         """Matches and inliers of one pair, direct and against the left-right mirror of b."""
         start = time.perf_counter()
-        gray_a = _gray(img_a, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
-        gray_b = _gray(img_b, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
+        gray_a = gray(img_a, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
+        gray_b = gray(img_b, min_side=self.cfg.min_side, stretch=self.cfg.stretch)
         feat_a = self.features(gray_a)
         matches, inliers = self.verify(feat_a, self.features(gray_b))
         mirror_matches, mirror_inliers = 0, 0

@@ -135,7 +135,7 @@ def keypoints(image: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray
         (K, 128) uint8 SIFT descriptors, and the resize factor (original px x scale =
         keypoint px).
     """
-    gray = classic._gray(image, min_side=0, stretch=True)
+    gray = classic.gray(image, min_side=0, stretch=True)
     h, w = gray.shape
     scale = 1.0
     if min(h, w) < settings["min_side"]:  # small panels: SIFT's first octave needs pixels

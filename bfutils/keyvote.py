@@ -37,7 +37,8 @@ NEIGHBOURS = 8
 """Neighbours fetched per descriptor (the nearest of another image must be among them)."""
 COMMON_D2 = 0.08
 """Squared RootSIFT distance under which two descriptors are the same local pattern (about the
-nearest other-image neighbour of the closest 15 % of all descriptors on a planted figure set)."""
+nearest other-image neighbour of the closest ~20 % of all descriptors on the seed-0 planted
+benchmark: 10 % lie under 0.044, 25 % under 0.094)."""
 COMMON_IMAGES = 3
 """A descriptor found in this many other images is an annotation or a generic pattern, not
 evidence of reuse (a reused region appears in two or three images)."""
@@ -53,8 +54,8 @@ class _Index:
     RootSIFT distances from the stored uint8 descriptors. Cost per look-up is then about
     constant, so the stage grows linearly with the number of keypoints (an exact or
     ``4 sqrt(N)``-list index grows as N^2 or N^1.5). Measured on 1.83 M RootSIFT descriptors
-    (2 cores): exact 110-300 look-ups/s, ``IVF4sqrt(N),Flat`` 8,400/s, this index ~45,000/s
-    before re-ranking.
+    (the planted benchmark's 262k plus six noisy copies of them, 2 cores): exact 110-300
+    look-ups/s, ``IVF4sqrt(N),Flat`` 8,400/s, this index ~45,000/s before re-ranking.
     """
 
     def __init__(self, raw: np.ndarray, seed: int = 0):
@@ -122,7 +123,7 @@ def common_keypoints(dist, ids, owners, own, d2: float = None, images: int = Non
     along a row of digits. A region reused once appears in two or three images; a glyph, in
     many. Like the stop words of visual-word retrieval (Sivic & Zisserman 2003), keypoints
     whose descriptor recurs in :data:`COMMON_IMAGES` or more other images of the scan are
-    dropped from voting and verification (measured on a planted figure set: 3-10 % of all
+    dropped from voting and verification (measured on the seed-0 planted benchmark: 9 % of all
     keypoints, mostly glyphs, arrow heads and box corners).
 
     Args:
