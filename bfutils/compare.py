@@ -62,7 +62,7 @@ def compare_files(path_a, path_b, det: detector.Detector | None = None) -> dict:
     score = 0.0 if blank else float(det.score({n: [feats[n]] for n in det.features})[0])
     return {"image_a": str(path_a), "image_b": str(path_b), "score": score,
             "derived": score >= det.threshold, "threshold": det.threshold,
-            "pair_score": max(feats["cos_global"], feats["cos_region"]), "blank": blank,
+            "pair_score": detector.pair_score(feats, det), "blank": blank,
             **feats, **ev}  # fmt: skip
 
 

@@ -196,19 +196,23 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         norm: its normalisation.
 
     Returns:
-        One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16, ``points``,
+        One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16 (empty when the
+        detector has no encoder views), ``points``,
         ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
         the detector has a copy descriptor (:mod:`bfutils.copydesc`).
     """
     if not len(images):
         return []
-    if encoder is None:
-        encoder, norm = det.encoder_and_norm()
     pre = det.preprocess
-    g, r = embed(
-        encoder, np.stack([to_input(im, pre["size"], pre["fit"]) for im in images]), norm=norm,
-        views=pre["views"], regions=pre["regions"],
-    )  # fmt: skip
+    if det.uses_encoder:
+        if encoder is None:
+            encoder, norm = det.encoder_and_norm()
+        g, r = embed(
+            encoder, np.stack([to_input(im, pre["size"], pre["fit"]) for im in images]),
+            norm=norm, views=pre["views"], regions=pre["regions"],
+        )  # fmt: skip
+    else:  # copy descriptor and keypoints only: no encoder pass
+        g, r = np.zeros((len(images), 0, 0), np.float32), np.zeros((len(images), 0, 0), np.float32)
     copy = None
     if pre.get("copy"):
         from bfutils import copydesc
@@ -258,7 +262,7 @@ def describe(
         else:
             todo.append(item)
     bar = progress.bar(total=len(todo), desc="embed", unit="img", disable=not show_progress)
-    encoder, norm = det.encoder_and_norm() if todo else (None, None)
+    encoder, norm = det.encoder_and_norm() if todo and det.uses_encoder else (None, None)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         good, images = [], []

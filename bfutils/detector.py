@@ -70,6 +70,13 @@ class Detector:
     threshold: float = 0.5
     provenance: dict = field(default_factory=dict)
 
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether the detector embeds images with its encoder (``preprocess["views"]`` not
+        empty). A detector without views relies on the copy descriptor and keypoints alone and
+        never runs the encoder (the shipped default: see :mod:`bfutils.calibrate`)."""
+        return bool(self.preprocess.get("views"))
+
     def encoder_and_norm(self):
         """The encoder (eval mode, CPU) and its (mean, std) normalisation."""
         key = (self.encoder, self._weights_key())
@@ -202,13 +209,17 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
         calibration set it added nothing (grouped 5-fold CV, AP 0.652 with or without it), as
         the hard look-alikes there (one template slice in two contrasts) align to the pixel.
     """
-    ga, gb = centred(ra["global"], det.descriptor_mean), centred(rb["global"], det.descriptor_mean)
-    cos = ga @ gb.T
-    cos_global = float(cos[view_mask(det.preprocess["views"])].max())
-    cos_region = cos_global
-    for g, regions in ((ga[0], rb["regional"]), (gb[0], ra["regional"])):
-        if len(regions):
-            cos_region = max(cos_region, float((centred(regions, det.descriptor_mean) @ g).max()))
+    cos_global = cos_region = 0.0
+    if det.uses_encoder:
+        ga = centred(ra["global"], det.descriptor_mean)
+        gb = centred(rb["global"], det.descriptor_mean)
+        cos_global = float((ga @ gb.T)[view_mask(det.preprocess["views"])].max())
+        cos_region = cos_global
+        for g, regions in ((ga[0], rb["regional"]), (gb[0], ra["regional"])):
+            if len(regions):
+                cos_region = max(
+                    cos_region, float((centred(regions, det.descriptor_mean) @ g).max())
+                )
     cos_copy = 0.0
     if "copy" in ra and "copy" in rb:
         ca, cb = (centred(r["copy"][None], det.copy_mean)[0] for r in (ra, rb))
@@ -220,6 +231,16 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
             "inlier_ratio": k / (m + 5.0), "coverage": k / (fewest + 5.0),
             "ratio_margin": k / (m + 5.0), "cos_margin": max(cos_global, cos_region),
             "cos_copy": cos_copy, "copy_margin": cos_copy}  # fmt: skip
+
+
+def pair_score(feats: dict, det: Detector) -> float:
+    """The pair's descriptor similarity shown in reports and used to order pairs the fused
+    model cannot tell apart: the copy-descriptor cosine when the detector has one (it ranks
+    copies far better than ImageNet features: see :mod:`bfutils.copydesc`), else the best
+    encoder cosine (global or regional)."""
+    if det.preprocess.get("copy"):
+        return float(feats["cos_copy"])
+    return float(max(feats["cos_global"], feats["cos_region"]))
 
 
 def rival_margins(table, column: str = "inlier_ratio", same=None) -> np.ndarray:

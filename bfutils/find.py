@@ -196,16 +196,18 @@ def shortlist_all(
     """
     found: dict = {}
     if within and len(queries) > 1:
-        found |= shortlist(queries, queries, recs, det, k=k, show_progress=show_progress)
-        for pair in copy_shortlist(queries, queries, recs, det, k=k):
-            found.setdefault(pair, -2.0)
+        if det.uses_encoder:
+            found |= shortlist(queries, queries, recs, det, k=k, show_progress=show_progress)
+        for pair, s in copy_shortlist(queries, queries, recs, det, k=k).items():
+            found[pair] = max(found.get(pair, -2.0), s)
     if refs and queries:
         for q, i in ((queries, refs), (refs, queries)):  # a panel cut from either side
-            for pair, s in shortlist(q, i, recs, det, k=k, same_set=False,
-                                     show_progress=show_progress).items():  # fmt: skip
+            if det.uses_encoder:
+                for pair, s in shortlist(q, i, recs, det, k=k, same_set=False,
+                                         show_progress=show_progress).items():  # fmt: skip
+                    found[pair] = max(found.get(pair, -2.0), s)
+            for pair, s in copy_shortlist(q, i, recs, det, k=k, same_set=False).items():
                 found[pair] = max(found.get(pair, -2.0), s)
-            for pair in copy_shortlist(q, i, recs, det, k=k, same_set=False):
-                found.setdefault(pair, -2.0)
     side = set(queries)
     votes, common = keyvote.shortlist(list(queries) + list(refs), recs, k=k,
                                       show_progress=show_progress)  # fmt: skip
@@ -243,7 +245,9 @@ def _with_background(det: detector.Detector, recs: dict) -> detector.Detector:
     """
     if len(recs) < MIN_BACKGROUND:
         return det
-    mean = np.mean([r["global"][0].astype(np.float32) for r in recs.values()], axis=0)
+    mean = det.descriptor_mean
+    if det.uses_encoder:
+        mean = np.mean([r["global"][0].astype(np.float32) for r in recs.values()], axis=0)
     copies = [r["copy"].astype(np.float32) for r in recs.values() if "copy" in r]
     copy_mean = np.mean(copies, axis=0) if copies else det.copy_mean
     return dataclasses.replace(det, descriptor_mean=mean, copy_mean=copy_mean)
@@ -278,7 +282,7 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
             note = "blank panel: no content, no evidence (" + ", ".join(blank) + ")"
         elif ev["rejected"]:
             note = f"keypoint fit rejected: {ev['rejected']}"
-        rows.append({"a": a, "b": b, "pair_score": max(feats["cos_global"], feats["cos_region"]),
+        rows.append({"a": a, "b": b, "pair_score": detector.pair_score(feats, det),
                      **ev, **feats, "blank": bool(blank), "note": note})  # fmt: skip
     names = dict.fromkeys(["a", "b", "pair_score", *verify.NO_MATCH, *detector.FEATURES])
     table = pd.DataFrame(rows, columns=[*names, "blank", "note"])

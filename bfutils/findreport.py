@@ -85,12 +85,14 @@ def _figure(key, roots, box, size=THUMB) -> str:
 def _evidence(row) -> str:
     fit = html.escape(row.transform) if row.transform else "no keypoint fit"
     note = f"<br><em>{html.escape(row.note)}</em>" if row.note else ""
+    encoder = ""  # encoder cosines, when the detector embeds with an encoder
+    if any(abs(float(v)) > 0 for v in (row.cos_global, row.cos_region) if v == v):
+        encoder = f" (encoder cosine {row.cos_global:.3f}, best region {row.cos_region:.3f})"
     return (
         f'<div class="ev"><span class="score">score {row.score:.3f}</span> · '
         f"{int(row.inliers)} keypoint inliers of {int(row.matches)} one-to-one matches "
         f"(evidence {row.evidence:.1f} = -log10 chance) · {fit} · pair score "
-        f"{row.pair_score:.3f} (cosine {row.cos_global:.3f}, best region {row.cos_region:.3f})"
-        f"{note}</div>"
+        f"{row.pair_score:.3f}{encoder}{note}</div>"
     )
 
 

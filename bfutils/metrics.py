@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 PAIR_COLUMNS = ("label", "family", "negative_kind")
-RULES = ("f1", "youden", "accuracy")
+RULES = ("f1", "f0.5", "youden", "accuracy")
 
 
 def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -48,8 +48,10 @@ def choose_threshold(labels, scores, rule: str = "f1") -> float:
     Args:
         labels: 0/1 validation labels.
         scores: validation scores, higher = more likely derived.
-        rule: ``"f1"`` (max F1 of the positive class), ``"youden"`` (max TPR - FPR) or
-            ``"accuracy"`` (max accuracy). Ties go to the highest threshold.
+        rule: ``"f1"`` (max F1 of the positive class), ``"f0.5"`` (max F-beta with beta 0.5:
+            precision counts twice as much as recall, for a flag that accuses someone),
+            ``"youden"`` (max TPR - FPR) or ``"accuracy"`` (max accuracy). Ties go to the
+            highest threshold.
 
     Returns:
         The threshold; ``inf`` when predicting nothing as derived is best.
@@ -62,8 +64,9 @@ def choose_threshold(labels, scores, rule: str = "f1") -> float:
         raise ValueError(f"choose_threshold needs both classes; got {n_pos} pos, {n_neg} neg")
     fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=False)  # thr[0] = inf: all negative
     tp, fp = tpr * n_pos, fpr * n_neg
-    if rule == "f1":
-        objective = 2 * tp / (2 * tp + fp + (n_pos - tp))
+    if rule in ("f1", "f0.5"):
+        b2 = 1.0 if rule == "f1" else 0.25  # F-beta = (1 + b2) tp / ((1 + b2) tp + b2 fn + fp)
+        objective = (1 + b2) * tp / ((1 + b2) * tp + b2 * (n_pos - tp) + fp)
     elif rule == "youden":
         objective = tpr - fpr
     else:

@@ -11,10 +11,31 @@ def test_default_detector_is_small_and_self_describing():
     assert detector.DEFAULT_PATH.stat().st_size < 1_000_000
     det = detector.default()
     assert det.encoder == "efficientnet_lite0" and det.weights == "lite0-offline"
-    assert {"size", "fit", "mean", "std", "views", "regions"} <= set(det.preprocess)
+    assert {"size", "fit", "mean", "std", "views", "regions", "copy"} <= set(det.preprocess)
     assert list(det.features) and len(det.fused["coef"]) == len(det.features)
     assert 0 < det.threshold < 1 and det.provenance["command"].startswith("python -m")
-    assert len(det.descriptor_mean) == 1280
+    # the default describes panels by copy descriptor and keypoints: no encoder pass, and no
+    # fused feature that would need one
+    assert not det.uses_encoder and len(det.descriptor_mean) == 0
+    assert not set(det.features) & {"cos_global", "cos_region", "cos_margin"}
+
+
+def test_a_detector_without_views_never_runs_the_encoder(monkeypatch):
+    from bfutils import descriptors
+
+    det = detector.default()
+
+    def refuse(self):
+        raise AssertionError("the encoder was built")
+
+    monkeypatch.setattr(detector.Detector, "encoder_and_norm", refuse)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
+    ra, rb = descriptors.compute(images, det)
+    assert ra["global"].size == 0 and ra["copy"].shape == (512,) and len(ra["points"])
+    feats = detector.pair_features(ra, rb, {"inliers": 0, "matches": 0, "evidence": 0.0}, det)
+    assert feats["cos_global"] == feats["cos_region"] == 0.0
+    assert detector.pair_score(feats, det) == feats["cos_copy"] != 0.0
 
 
 def test_detector_file_loads_with_weights_only(tmp_path):
@@ -49,13 +70,15 @@ def test_bad_detector_files_are_refused(tmp_path):
 
 def _record(rng, views, regions=13, dim=1280):
     return {"global": rng.normal(size=(views, dim)).astype(np.float16),
-            "regional": rng.normal(size=(regions, dim)).astype(np.float16)}  # fmt: skip
+            "regional": rng.normal(size=(regions, dim)).astype(np.float16),
+            "copy": rng.normal(size=512).astype(np.float16)}  # fmt: skip
 
 
-@pytest.mark.parametrize("views", [["identity"], ["identity", "hflip", "rot90", "rot180"]])
+@pytest.mark.parametrize("views", [[], ["identity"], ["identity", "hflip", "rot90", "rot180"]])
 def test_pair_features_and_score_are_symmetric(views):
     det = detector.default()
     det.preprocess = det.preprocess | {"views": views}
+    det.descriptor_mean = np.zeros(1280, np.float32)
     rng = np.random.default_rng(0)
     evidence = {"inliers": 9, "matches": 20, "evidence": 4.2}
     for _ in range(5):

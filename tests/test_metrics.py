@@ -56,6 +56,7 @@ def test_average_precision_hand_example():
     ("rule", "expected"),
     [
         ("f1", 0.15),  # t=0.2: F1 = 6/7, the best; halfway to the next lower score 0.1
+        ("f0.5", 0.35),  # t=0.4: F0.5 = 2.5/2.75 beats t=0.2: 3.75/4.75 (F1 prefers 0.2)
         ("youden", 0.35),  # t=0.4: TPR 2/3 - FPR 0 beats t=0.2: 1 - 1/2
         ("accuracy", 0.35),  # t=0.4 and t=0.2 both give 4/5; the higher threshold wins
     ],
