@@ -21,7 +21,8 @@ the threshold:
   shortlisted pair is a sample, labelled by the planted truth. So the fused score is fitted
   to the pairs it will rank, hard siblings included.
 * **Split.** Groups are split 60/40; the model is fitted on pairs inside the first, the
-  threshold (max F0.5, :data:`THRESHOLD_RULE`) chosen and the metrics measured on pairs inside the second.
+  threshold (max F0.5, :data:`THRESHOLD_RULE`) chosen and the metrics measured on pairs
+  inside the second.
 * Everything is drawn from ``numpy`` generators seeded by ``seed``.
 
 :func:`planted_pairs` (embedded images, :mod:`bfutils.augment` families) is kept for the
@@ -56,7 +57,7 @@ COPY = {"model": "sscd_distilled", "size": 128}
 
 
 THRESHOLD_RULE = "f0.5"
-"""How the threshold is chosen on the validation pairs (:func:`bfutils.metrics.choose_threshold`)."""
+"""How the threshold is chosen on validation pairs (:func:`bfutils.metrics.choose_threshold`)."""
 
 ENCODER_FEATURES = ("cos_global", "cos_region", "cos_margin")
 """Fused features that need the encoder's descriptors."""
