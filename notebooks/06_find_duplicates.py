@@ -17,10 +17,10 @@
 # folder in the run folder from the embedded images, with planted copies, so the notebook runs
 # on a fresh clone. `reference_dir`: an optional library of published images to compare
 # against. `detector`: a detector file; empty uses the shipped default (SSCD copy descriptors,
-# ImageNet EfficientNet-Lite0 descriptors of images and sub-regions, a keypoint shortlist that
-# ignores the annotation glyphs panels share, and keypoint verification, calibrated on
-# 600 figure-like panels with planted reuse made from the embedded images, DSB 2018 and BCCD,
-# none of them an image of the planted benchmark; `python -m bfutils.calibrate` rebuilds it).
+# a keypoint shortlist that ignores the annotation glyphs panels share, and keypoint
+# verification, calibrated on 1,200 figure-like panels with planted reuse made from the
+# embedded images, DSB 2018 and BCCD, none of them an image of the planted benchmark;
+# `python -m bfutils.calibrate` rebuilds it).
 #
 # **Outputs** (in the run folder, `runs/interactive/` unless the pipeline names another):
 # `find/report.html` (self-contained: flagged pairs side by side, near misses, skipped files),
