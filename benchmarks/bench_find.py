@@ -77,7 +77,8 @@ def make_panels(folder: Path, n: int, seed: int = 0, copy_share: float = 0.05) -
 
 
 def _cosine_rank1(folder: Path, cache: Path, planted: list[tuple]) -> float:
-    """Share of planted copies whose nearest panel by plain encoder cosine is the original."""
+    """Share of planted copies whose nearest panel by plain copy-descriptor (SSCD) cosine is
+    the original (read from the scan's own descriptor cache: no second embedding)."""
     from bfutils import descriptors, detector, panels
 
     det = detector.default()
@@ -86,7 +87,7 @@ def _cosine_rank1(folder: Path, cache: Path, planted: list[tuple]) -> float:
         items, det, cache / "descriptors" / det.cache_key(), show_progress=False
     )
     keys = [p.key for p in items if p.sha in recs]
-    g = np.stack([recs[p.sha]["global"][0] for p in items if p.sha in recs]).astype(np.float32)
+    g = np.stack([recs[p.sha]["copy"] for p in items if p.sha in recs]).astype(np.float32)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     pos = {k: i for i, k in enumerate(keys)}
     hits = []
@@ -126,7 +127,7 @@ def worker(n: int, seed: int) -> dict:
         "pairs_verified": len(table),
         "planted": len(planted),
         "copy_rank1": round(float(rank1), 3),
-        "cosine_rank1": cosine_rank1,
+        "sscd_cosine_rank1": cosine_rank1,
         "false_flags_per_1000": round(1000 * false / n, 1),
     }
 

@@ -77,7 +77,7 @@ def base_detector(size: int = 224, fit: str = "squash", views=()) -> detector.De
     return detector.Detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
-                    "regions": bool(views), "copy": dict(COPY)},
+                    "regions": bool(views), "copy": dict(COPY), "phash": True},
         keypoints=dict(KEYPOINTS),
         features=[f for f in detector.FEATURES if views or f not in ENCODER_FEATURES],
     )  # fmt: skip

@@ -9,6 +9,8 @@ For every panel the finder needs, and computes exactly once:
   small panel finds the large image it was cut from without embedding tiles separately;
 * a **copy descriptor** (if the detector has one): SSCD, trained for copy detection
   (:mod:`bfutils.copydesc`);
+* **perceptual hashes** (if the detector has them): imagededup's PHash in the 8 orientations
+  of the square (:mod:`bfutils.phash`);
 * **keypoints**: SIFT positions and descriptors of the grey image (contrast-stretched,
   resized so the short side is at least ``min_side`` and the long side at most ``max_side``).
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bfutils import classic, panels, progress
+from bfutils import classic, panels, phash, progress
 
 REGION_WINDOWS = ((5, 2), (4, 3))
 """(window side in feature-map cells, windows per axis): 2x2 windows of 5/7 and 3x3 of 4/7 of
@@ -197,7 +199,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
 
     Returns:
         One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16 (empty when the
-        detector has no encoder views), ``points``,
+        detector has no encoder views), ``phash`` (8, 8) uint8 when the detector asks for it
+        (:mod:`bfutils.phash`), ``points``,
         ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
         the detector has a copy descriptor (:mod:`bfutils.copydesc`).
     """
@@ -221,11 +224,16 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
     out = []
     for n, (image, gi, ri) in enumerate(zip(images, g, r, strict=True)):
         pts, desc, scale = keypoints(image, det.keypoints)
-        out.append({
+        rec = {
             "global": gi.astype(np.float16), "regional": ri.astype(np.float16), "points": pts,
             "desc": desc, "kp_scale": np.float32(scale), "shape": np.int32(image.shape[:2]),
             "blank": np.bool_(panels.is_blank(image)),
-        } | ({"copy": copy[n].astype(np.float16)} if copy is not None else {}))  # fmt: skip
+        }  # fmt: skip
+        if copy is not None:
+            rec["copy"] = copy[n].astype(np.float16)
+        if pre.get("phash"):
+            rec["phash"] = phash.hashes(image)
+        out.append(rec)
     return out
 
 
