@@ -15,8 +15,9 @@ verification), with all per-image work done once and cached (:mod:`bfutils.descr
    and regions of every image (:func:`shortlist`); each image takes its ``k`` nearest images.
    Exact search is fine to about 1M vectors (~10k-70k images); beyond, switch to
    ``IndexHNSWFlat`` (no training, ~2x memory) or ``IndexIVFPQ`` (trained, compressed: 512-d
-   to 64 bytes) and keep ``k`` larger. A further shortlist votes with the keypoints themselves (:mod:`bfutils.keyvote`: every RootSIFT
-   descriptor, direct and mirrored, looks up its nearest neighbours in all other images;
+   to 64 bytes) and keep ``k`` larger. A further shortlist votes with the keypoints
+   themselves (:mod:`bfutils.keyvote`: every RootSIFT descriptor, direct and mirrored, looks
+   up its nearest neighbours in all other images;
    keypoints found in many images, the figure's shared annotations, are set aside), which
    finds the partial, rotated, mirrored and annotated copies the descriptors rank low; the
    union of all three is verified.
@@ -239,10 +240,11 @@ def shortlist_all(
         show_progress: progress bars.
 
     Returns:
-        ``(candidates, records)``: ``{(key_a, key_b): descriptor similarity}`` (keys sorted; the
-        best of the copy and encoder cosines; -2 when only keypoints found the pair), and the records with the scan's common keypoints
-        (annotation glyphs, :func:`bfutils.keyvote.common_keypoints`) removed, which is what
-        verification should see.
+        ``(candidates, records)``: ``{(key_a, key_b): descriptor similarity}`` (keys sorted;
+        the best of the copy and encoder cosines; -2 when only hashes or keypoints found the
+        pair), and the records with the scan's common keypoints (annotation glyphs,
+        :func:`bfutils.keyvote.common_keypoints`) removed, which is what verification should
+        see.
     """
     found: dict = {}
     if within and len(queries) > 1:

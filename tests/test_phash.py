@@ -17,8 +17,9 @@ def _variants():
     return ihc, {
         "blur, mirrored": np.ascontiguousarray(blurred[:, ::-1]),
         "noise, rot90": np.ascontiguousarray(np.rot90(noised)),
-        "contrast, rot180, small": cv2.resize(np.rot90(contrast, 2), (64, 64),
-                                              interpolation=cv2.INTER_AREA),  # fmt: skip
+        "contrast, rot180, small": cv2.resize(
+            np.rot90(contrast, 2), (64, 64), interpolation=cv2.INTER_AREA
+        ),  # fmt: skip
     }
 
 
