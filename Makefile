@@ -2,6 +2,7 @@
 #   make pipeline    # run notebooks 01-06 on the embedded default data (profile smoke)
 #   make test        # unit tests + every notebook under pytest --nbval
 # Other profiles: make pipeline PROFILE=cells   (DSB 2018 nuclei + BCCD blood smears)
+#                 make pipeline PROFILE=paper   (Haxby fMRI + DSB 2018 + BCCD, the paper's mix)
 # A run writes only into runs/<profile>-<time>/ (runs/latest points at it). Tracked files change
 # only on request: make results [RUN=runs/<name>] copies a run's figures to figures/ and writes
 # its tables into the README.

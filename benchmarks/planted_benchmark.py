@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/planted_benchmark.py build /tmp/planted          # ~1,000 panels, ~30 s
     python benchmarks/planted_benchmark.py run /tmp/planted --out /tmp/planted_results
+    python benchmarks/planted_benchmark.py readme /tmp/planted_results   # the README's table
 
 ``build`` reads ``../shared/data`` (DSB 2018, BCCD) and the embedded images and never writes
 into the repository; without ``../shared/data`` it uses the embedded images only and says so.
@@ -23,7 +24,7 @@ from bfutils import planted, planted_methods
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run ``build`` or ``run``."""
+    """Parse the command line and run ``build``, ``run`` or ``readme``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build a planted benchmark folder")
@@ -32,10 +33,17 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--n-planted", type=int, default=200)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--sources", nargs="+", default=list(planted.SOURCES), choices=planted.SOURCES)
+    m = sub.add_parser("readme", help="write a run's summary table into the README block")
+    m.add_argument("out", type=Path, help="folder written by run (its table.csv)")
     r = sub.add_parser("run", help="score methods on a benchmark folder")
     r.add_argument("bench", type=Path, help="folder written by build")
     r.add_argument("--out", type=Path, required=True, help="folder for table.csv and figures")
     r.add_argument("--methods", nargs="+", default=None, choices=list(planted_methods.METHODS))
+    r.add_argument(
+        "--run",
+        default="latest",
+        help="pipeline run whose models the run-* methods score (default runs/latest)",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.command == "build":
@@ -49,7 +57,17 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(summary, indent=2))
         for note in summary["notes"]:
             print(f"NOTE: {note}")
+    elif args.command == "readme":
+        import pandas as pd
+
+        from bfutils import planted_eval, report
+
+        table = pd.read_csv(args.out / "table.csv")
+        body = planted_eval.summary(table)
+        print(body)
+        print(f"updated {report.replace_block('planted', body)}")
     else:
+        planted_methods.RUN = args.run
         table = planted_methods.run(args.bench, args.out, methods=args.methods)
         print((args.out / "table.md").read_text().split("\n## ")[0])
         print(f"{len(table)} rows -> {args.out / 'table.csv'}")

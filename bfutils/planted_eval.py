@@ -212,6 +212,38 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_COLUMNS = {"top1": "rank 1", "recall10": "recall@10", "muap": "muAP",
+                   "false_per_1000": "false / 1,000", "partial": "rank 1, partial 30-60%",
+                   "small": "rank 1, < 64 px"}  # fmt: skip
+
+
+def summary(table: pd.DataFrame, digits: int = 3) -> str:
+    """One markdown row per method (what the README shows): partner at rank 1, recall@10,
+    muAP, false pairs per 1,000 panels at the method's threshold, and rank 1 on partial crops
+    of 30-60% of the source and on panels under 64 px; a method that did not run says why."""
+    fmt = lambda v: "-" if pd.isna(v) else f"{v:.{digits}f}"  # noqa: E731
+    rows = []
+    for method, part in table.groupby("method", sort=False):
+        overall = part[part["group_kind"] == "all"].iloc[0]
+        if overall["status"] != "ok":
+            rows.append([method, overall["status"]] + [""] * (len(SUMMARY_COLUMNS) - 1))
+            continue
+        partial = part[(part["group_kind"] == "area_band") & (part["group"] == "30-60%")]
+        small = part[(part["group_kind"] == "size_band") & (part["group"] == "<64")]
+        values = [overall["top1"], overall["recall10"], overall["muap"]]
+        values += [overall["false_per_1000"]]
+        values += [partial["top1"].iloc[0] if len(partial) else np.nan]
+        values += [small["top1"].iloc[0] if len(small) else np.nan]
+        false = values[3]
+        cells = [fmt(v) for v in values]
+        cells[3] = "-" if pd.isna(false) else f"{false:.0f}"
+        rows.append([method] + cells)
+    head = ["method", *SUMMARY_COLUMNS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _pipe(df: pd.DataFrame, cols: list[str], fmt) -> str:
     cell = lambda v: fmt(v) if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -18,6 +18,12 @@ the panel files and its own decision threshold (or None). Methods:
   whose weights torchvision downloads; offline this row says ``not run`` and why.
 - ``imagededup-cnn-lite0``: the same ``CNN().find_duplicates`` with the offline Lite0 encoder
   as imagededup's ``CustomModel``; imagededup's default threshold (cosine 0.9).
+- ``run-joint``, ``run-sequential``: the paper's trained pair model of a pipeline run
+  (:data:`RUN`, default ``runs/latest``), every pair scored by its pair head exactly as
+  :func:`bfutils.retrieval.similarity` scores queries: panels padded to the run's stored
+  square size, then resized to the model's input size.
+- ``run-encoder``: the same run's frozen ImageNet encoder, untrained, at the same input size
+  (cosine of its features): the baseline the trained model must beat.
 """
 
 from __future__ import annotations
@@ -182,6 +188,37 @@ def _lite0_config():
     return CustomModel(name="efficientnet_lite0_offline", model=_Features(), transform=transform)
 
 
+RUN = "latest"
+"""Pipeline run whose models ``run-*`` score (a folder or a name under ``runs/``)."""
+
+
+def run_model(bench_dir: Path, work_dir: Path, *, model: str = "joint", method: str = "pair_model"):
+    """A pipeline run's saved model over every pair of panels (see the module docstring).
+
+    Raises:
+        FileNotFoundError: the run or its model file does not exist (run ``make pipeline``).
+    """
+    import json
+
+    from bfutils import retrieval, runs, train
+    from bfutils.data.pixels import fit_square
+
+    src = runs.resolve(RUN)
+    path = src / f"model_{model}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `make pipeline` first")
+    if method == "cosine_encoder" and not train.load_model(path)[1].freeze_backbone:
+        raise ValueError(f"{path.name} trained its encoder: it is not the untrained encoder")
+    params = json.loads((src / "params_01_prepare_data.json").read_text())["params"]
+    files = panel_files(bench_dir)
+    images = np.stack(
+        [fit_square(read_image_file(f), size=int(params["image_size"]), fit="pad") for f in files]
+    )
+    build = {"queries": images, "references": images, "gt": np.full(len(images), -1), "table": None}
+    sim = retrieval.similarity(method, build, model_path=path, progress=False)
+    return matrix_pairs([f.name for f in files], sim), None
+
+
 def finder(bench_dir: Path, work_dir: Path) -> tuple[pd.DataFrame, float | None]:
     """The project's finder (:mod:`bfutils.find`), by function if it has one, else by command.
 
@@ -217,6 +254,9 @@ METHODS: dict[str, Method] = {
     "imagededup-phash": imagededup_phash,
     "imagededup-cnn": imagededup_cnn,
     "imagededup-cnn-lite0": lambda b, w: imagededup_cnn(b, w, model="lite0"),
+    "run-joint": lambda b, w: run_model(b, w, model="joint"),
+    "run-sequential": lambda b, w: run_model(b, w, model="sequential"),
+    "run-encoder": lambda b, w: run_model(b, w, model="joint", method="cosine_encoder"),
 }
 
 

@@ -134,6 +134,22 @@ def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path
     readme.write_text(head + "\n".join(block) + tail)
 
 
+def replace_block(name: str, body: str, readme: Path | None = None) -> Path:
+    """Replace the README text between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+
+    Raises:
+        ValueError: the README has no such block.
+    """
+    readme = Path(readme or paths.ROOT / "README.md")
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n\n" + body.strip() + "\n\n" + end + rest.split(end, 1)[1])
+    return readme
+
+
 def markdown(df: pd.DataFrame) -> str:
     """A GitHub pipe table of any small frame (pandas' own needs the tabulate package)."""
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]

@@ -412,7 +412,7 @@ def save_model(model, cfg: TrainConfig, path) -> None:
 
 def load_model(path, device="cpu"):
     """Rebuild a model saved by :func:`save_model` (no weights are fetched)."""
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = torch.load(path, map_location=device, weights_only=True)
     cfg = TrainConfig(**saved["config"])
     model = models.build_model(
         encoder=cfg.encoder, pretrained=None, projector_widths=cfg.projector_widths,

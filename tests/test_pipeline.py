@@ -12,7 +12,7 @@ def test_notebooks_are_numbered_in_run_order():
     assert names == sorted(names) and names[0].startswith("01_") and names[1].startswith("02_")
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cells", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "cells", "paper", "full"])
 def test_shipped_profiles_only_use_declared_parameters(profile):
     runs = pipeline.plan_runs(pipeline.load_profile(profile), pipeline.notebook_list())
     assert [label for _, _, label in runs][:2] == ["01_prepare_data", "02_make_pairs"]

@@ -179,3 +179,75 @@ def test_pixel_twins_are_dropped_from_the_pool():
     tile = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     assert planted.content_key(tile) == planted.content_key(tile.copy())
     assert planted.content_key(tile) != planted.content_key(np.roll(tile, 8, axis=1))
+
+
+def _tiny_run(folder: Path, freeze: bool) -> Path:
+    """A run folder with what ``run-*`` methods read: a tiny saved model and notebook 01's
+    parameters."""
+    import json
+
+    import torch
+
+    from bfutils import models, train
+
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = models.build_model(encoder="resnet18", projector_widths=(32, 32, 16), head_hidden=16)
+    cfg = train.TrainConfig(
+        encoder="resnet18", pretrained="imagenet" if freeze else None, input_size=32,
+        projector_widths=(32, 32, 16), head_hidden=16, schedule="joint", freeze_backbone=freeze,
+    )  # fmt: skip
+    train.save_model(model, cfg, folder / "model_joint.pt")
+    (folder / "params_01_prepare_data.json").write_text(json.dumps({"params": {"image_size": 48}}))
+    return folder
+
+
+def test_run_models_score_every_pair_with_the_saved_model(bench, tmp_path, monkeypatch):
+    from bfutils import retrieval
+    from bfutils.data import read_image_file
+    from bfutils.data.pixels import fit_square
+
+    run = _tiny_run(tmp_path / "run", freeze=True)
+    monkeypatch.setattr(planted_methods, "RUN", str(run))
+    scores, threshold = planted_methods.METHODS["run-joint"](bench, tmp_path)
+    files = planted_methods.panel_files(bench)
+    assert threshold is None and len(scores) == len(files) * (len(files) - 1) // 2
+    # the first pair, scored directly by the model's pair head
+    pair = np.stack([fit_square(read_image_file(f), size=48, fit="pad") for f in files[:2]])
+    build = {"queries": pair[:1], "references": pair[1:], "gt": np.array([-1]), "table": None}
+    direct = retrieval.similarity("pair_model", build, model_path=run / "model_joint.pt",
+                                  progress=False)[0, 0]  # fmt: skip
+    assert scores.iloc[0]["score"] == pytest.approx(direct, abs=1e-5)
+    cos, _ = planted_methods.METHODS["run-encoder"](bench, tmp_path)
+    assert len(cos) == len(scores) and cos["score"].between(-1.0001, 1.0001).all()
+
+
+def test_run_models_say_what_is_missing(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(planted_methods, "RUN", str(tmp_path / "no-such-run"))
+    table = planted_methods.run(bench, tmp_path / "out", methods=["run-joint"])
+    assert "not run" in table.iloc[0]["status"]
+    run = _tiny_run(tmp_path / "trained", freeze=False)
+    monkeypatch.setattr(planted_methods, "RUN", str(run))
+    with pytest.raises(ValueError, match="not the untrained encoder"):
+        planted_methods.METHODS["run-encoder"](bench, tmp_path)
+
+
+def test_summary_row_per_method_and_the_readme_block(bench, tmp_path):
+    from bfutils import report
+
+    oracle = {"oracle": lambda b, w: (_all_pairs(b, lambda t: t * 1.0), 0.5)}
+    table = planted_methods.run(bench, tmp_path / "out", methods=[], extra=oracle)
+    failed = planted_eval.not_run("broken", "RuntimeError: no weights")
+    md = planted_eval.summary(pd.concat([table, failed], ignore_index=True))
+    lines = md.strip().splitlines()
+    assert lines[0].startswith("| method | rank 1 | recall@10 | muAP | false / 1,000")
+    assert lines[2].startswith("| oracle | 1.000 | 1.000 | 1.000 | 0 |")
+    assert lines[3].startswith("| broken | not run: RuntimeError: no weights |")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- planted:start -->\nold\n<!-- planted:end -->\noutro\n")
+    report.replace_block("planted", md, readme=readme)
+    text = readme.read_text()
+    assert "old" not in text and "| oracle | 1.000" in text
+    assert text.startswith("intro\n") and text.endswith("<!-- planted:end -->\noutro\n")
+    with pytest.raises(ValueError, match="no <!-- other:start -->"):
+        report.replace_block("other", md, readme=readme)
