@@ -101,37 +101,47 @@ README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
 
-def update_readme(run_dir: Path, table_md: str, extra_md: str = "", readme: Path | None = None):
-    """Replace the README's results block with the tables of ``run_dir`` (generated, not typed)."""
+def update_readme(
+    run_dir: Path, table_md: str, extra_md: str = "", readme: Path | None = None,
+    block: str = "results",
+):  # fmt: skip
+    """Replace a README block (default the results block) with the tables of ``run_dir``
+    (generated, not typed)."""
     readme = Path(readme or paths.ROOT / "README.md")
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block")
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} block")
     timings = Path(run_dir) / "timings.tsv"
     when = pd.Timestamp.fromtimestamp(Path(run_dir).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-    block = [
-        README_START,
+    profile = Path(run_dir).name.rsplit("-", 2)[0]
+    repeat = "make pipeline && make results" if block == "results" else (
+        f"make pipeline PROFILE={profile} && "
+        f".venv/bin/python -m bfutils.runs publish RUN --block {block}"
+    )  # fmt: skip
+    lines = [
+        start,
         "",
         f"Run `runs/{Path(run_dir).name}` ({when}), written by notebook 05 "
         "from that run's prediction files; its parameters and package versions are in the "
-        "run folder's `params_*.json`. Repeat with `make pipeline && make results`.",
+        f"run folder's `params_*.json`. Repeat with `{repeat}`.",
         "",
     ]
-    block += [table_md.strip(), ""]
+    lines += [table_md.strip(), ""]
     if extra_md:
-        block += [extra_md.strip(), ""]
+        lines += [extra_md.strip(), ""]
     if timings.exists():
         t = pd.read_csv(timings, sep="\t")
-        block += [
+        lines += [
             "Notebook wall times: "
             + ", ".join(f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples())
             + ".",
             "",
         ]
-    block.append(README_END)
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(head + "\n".join(block) + tail)
+    lines.append(end)
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(head + "\n".join(lines) + tail)
 
 
 def replace_block(name: str, body: str, readme: Path | None = None) -> Path:

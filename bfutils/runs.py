@@ -81,13 +81,19 @@ def compare(run_a: str | Path, run_b: str | Path, columns=METRICS) -> pd.DataFra
     return both.set_index("model")[order]
 
 
-def publish(run: str | Path, readme: Path | None = None, figures: Path | None = None) -> Path:
+def publish(
+    run: str | Path, readme: Path | None = None, figures: Path | None = None,
+    block: str = "results",
+) -> Path:  # fmt: skip
     """Copy a run's figures into ``figures/`` and write its tables into the README block.
 
     Args:
         run: the run folder or name.
         readme: README to update (default the project's).
         figures: destination folder (default :data:`bfutils.paths.PUBLISHED_FIGURES`).
+        block: README block to write (``<!-- block:start -->``). Another block than the
+            default ``results`` (e.g. ``paper`` for a second profile) gets the tables only;
+            the published figures stay those of the ``results`` run.
 
     Returns:
         The resolved run folder.
@@ -96,17 +102,20 @@ def publish(run: str | Path, readme: Path | None = None, figures: Path | None = 
 
     src = resolve(run)
     table = metrics_table(src)
-    dest = Path(figures or paths.PUBLISHED_FIGURES)
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in sorted((src / "figures").iterdir()):
-        if f.is_file():
-            shutil.copy2(f, dest / f.name)
+    if block == "results":
+        dest = Path(figures or paths.PUBLISHED_FIGURES)
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / "figures").iterdir()):
+            if f.is_file():
+                shutil.copy2(f, dest / f.name)
     extra = ""
     retrieval = src / "figures" / "retrieval_table.csv"
     if retrieval.exists():
         extra = "Copy-detection retrieval on the test split (`figures/retrieval_table.csv`):\n\n"
         extra += report.markdown(pd.read_csv(retrieval).round(3))
-    report.update_readme(src, report.metrics.to_markdown(table), extra_md=extra, readme=readme)
+    report.update_readme(
+        src, report.metrics.to_markdown(table), extra_md=extra, readme=readme, block=block
+    )
     return src
 
 
@@ -121,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--out", default=None, help="also write the comparison as CSV")
     pub = sub.add_parser("publish", help="copy a run's figures to figures/ and update the README")
     pub.add_argument("run", nargs="?", default="latest")
+    pub.add_argument(
+        "--block", default="results", help="README block; not 'results': tables only, no figures"
+    )
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -134,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             with pd.option_context("display.width", 200, "display.max_columns", 50):
                 print(table.round(3).to_string())
         else:
-            src = publish(args.run)
-            print(f"published {src} into {paths.PUBLISHED_FIGURES} and README.md")
+            src = publish(args.run, block=args.block)
+            where = f"{paths.PUBLISHED_FIGURES} and " if args.block == "results" else ""
+            print(f"published {src} into {where}README.md (block {args.block})")
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -71,6 +71,20 @@ def test_publish_copies_figures_and_writes_the_readme_block(two_runs, tmp_path):
     assert (dest / "05_roc.png").exists() and (dest / "metrics_table.csv").exists()
 
 
+def test_publish_into_a_second_block_writes_tables_only(two_runs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"{report.README_START}\nSMOKE\n{report.README_END}\n"
+        "<!-- paper:start -->\nSTALE\n<!-- paper:end -->\n"
+    )
+    dest = tmp_path / "published"
+    runs.publish("cells-1", readme=readme, figures=dest, block="paper")
+    text = readme.read_text()
+    assert "SMOKE" in text and "STALE" not in text and "runs/cells-1" in text
+    assert "make pipeline PROFILE=cells" in text and "--block paper" in text
+    assert not dest.exists()  # the published figures stay those of the results block
+
+
 def test_list_runs_skips_links(two_runs):
     (paths.RUNS / "latest").symlink_to("smoke-1")
     assert sorted(p.name for p in runs.list_runs()) == ["cells-1", "smoke-1"]
