@@ -3,12 +3,13 @@
     python -m bfutils.compare figure1_panelC.png figure4_panelA.tif      # one pair
     python -m bfutils.compare --folder panels/ --out screening/          # screen a folder
 
-The detector is a detector file (:mod:`bfutils.detector`): by default the shipped one
-(ImageNet EfficientNet-Lite0 descriptors + keypoint verification, calibrated on planted copies
-of the embedded images); ``--detector FILE`` or ``--run DIR`` (its ``detector.pt``) chooses
-another. The score fuses the descriptor cosine (whole image and best sub-region) with keypoint
-evidence (one-to-one SIFT matches, a plausible RANSAC fit, mirror tried, inliers weighed
-against chance); it is the same whichever file is named first. "derived" means the score
+The detector is a detector file (:mod:`bfutils.detector`): by default the shipped one (SSCD
+copy descriptor, perceptual hashes in 8 orientations and keypoint verification, calibrated on
+planted figure panels, :mod:`bfutils.calibrate`); ``--detector FILE`` or ``--run DIR`` (its
+``detector.pt``) chooses another. The score fuses descriptor similarities (and, for a
+detector with encoder views, the encoder cosine of the whole image and its best sub-region)
+with keypoint evidence (one-to-one SIFT matches, a plausible RANSAC fit, mirror tried,
+inliers weighed against chance); it is the same whichever file is named first. "derived" means the score
 reaches the detector's validation threshold: evidence to look at, not a verdict.
 
 ``--folder`` is :func:`bfutils.find.find` (shortlist, verify, report), not a second path.
