@@ -9,8 +9,9 @@ planted figure panels, :mod:`bfutils.calibrate`); ``--detector FILE`` or ``--run
 ``detector.pt``) chooses another. The score fuses descriptor similarities (and, for a
 detector with encoder views, the encoder cosine of the whole image and its best sub-region)
 with keypoint evidence (one-to-one SIFT matches, a plausible RANSAC fit, mirror tried,
-inliers weighed against chance); it is the same whichever file is named first. "derived" means the score
-reaches the detector's validation threshold: evidence to look at, not a verdict.
+inliers weighed against chance); it is the same whichever file is named first. "derived"
+means the score reaches the detector's validation threshold: evidence to look at, not a
+verdict.
 
 ``--folder`` is :func:`bfutils.find.find` (shortlist, verify, report), not a second path.
 """

@@ -20,7 +20,9 @@ of their source, per area band (30-60 %, 60-100 %):
   panels (what a proofreader would have to dismiss), ``false_sibling_per_1000`` (those between
   siblings: same acquisition, smear or volume slab) and ``false_per_1000_at_r90`` (negative
   pairs scoring at least the score that recovers 90 % of the planted pairs: comparable across
-  methods without a threshold of their own).
+  methods without a threshold of their own), and ``roc_auc``: the planted pairs against every
+  other pair (unscored pairs tied at the bottom), the pair-classification view of the same
+  scores.
 
 Both top-k and muAP come from :func:`bfutils.metrics.retrieval_metrics`.
 """
@@ -38,7 +40,7 @@ from bfutils.planted import SIZE_BANDS, area_band
 COLUMNS = (
     "method", "status", "group_kind", "group", "n", "top1", "recall10", "muap",
     "recall_at_threshold", "false_per_1000", "false_sibling_per_1000", "false_per_1000_at_r90",
-    "threshold",
+    "threshold", "roc_auc",
 )  # fmt: skip
 
 
@@ -163,13 +165,24 @@ def _false_pairs(sim, negatives, panels, positive, upper, threshold, q, s) -> di
     r90 = found[int(np.floor(0.1 * len(found)))] if len(found) else np.inf
     # A method that never scores 10 % of the planted pairs cannot reach 90 % recall: inf.
     at_r90 = np.inf if r90 == -np.inf else float((negatives >= r90).sum() * per)
-    out = {"false_per_1000_at_r90": at_r90}
+    out = {"false_per_1000_at_r90": at_r90, "roc_auc": _pair_roc_auc(sim[q, s], negatives)}
     if threshold is not None:
         group = panels["group"].to_numpy()
         sibling = (group[:, None] == group[None, :]) & upper & ~positive
         out["false_per_1000"] = float((negatives >= threshold).sum() * per)
         out["false_sibling_per_1000"] = float((sim[sibling] >= threshold).sum() * per)
     return out
+
+
+def _pair_roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC-AUC of the planted pairs against every other pair of panels (pairs a method did not
+    score are ``-inf``: tied at the bottom, counted half), by ranks (Mann-Whitney U)."""
+    if not len(positives) or not len(negatives):
+        return float("nan")
+    neg = np.sort(negatives)
+    below = np.searchsorted(neg, positives, side="left")
+    ties = np.searchsorted(neg, positives, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(positives) * len(negatives)))
 
 
 def not_run(method: str, reason: str) -> pd.DataFrame:
@@ -193,6 +206,7 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
         "false_sibling_per_1000",
         "false_per_1000_at_r90",
         "threshold",
+        "roc_auc",
     ]
     if "wall_s" in table.columns:
         cols.append("wall_s")
@@ -214,13 +228,14 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
 
 SUMMARY_COLUMNS = {"top1": "rank 1", "recall10": "recall@10", "muap": "muAP",
                    "false_per_1000": "false / 1,000", "partial": "rank 1, partial 30-60%",
-                   "small": "rank 1, < 64 px"}  # fmt: skip
+                   "small": "rank 1, < 64 px", "roc_auc": "pair ROC-AUC"}  # fmt: skip
 
 
 def summary(table: pd.DataFrame, digits: int = 3) -> str:
     """One markdown row per method (what the README shows): partner at rank 1, recall@10,
     muAP, false pairs per 1,000 panels at the method's threshold, and rank 1 on partial crops
-    of 30-60% of the source and on panels under 64 px; a method that did not run says why."""
+    of 30-60% of the source and on panels under 64 px, and the ROC-AUC of the planted pairs
+    against all other pairs; a method that did not run says why."""
     fmt = lambda v: "-" if pd.isna(v) else f"{v:.{digits}f}"  # noqa: E731
     rows = []
     for method, part in table.groupby("method", sort=False):
@@ -234,6 +249,7 @@ def summary(table: pd.DataFrame, digits: int = 3) -> str:
         values += [overall["false_per_1000"]]
         values += [partial["top1"].iloc[0] if len(partial) else np.nan]
         values += [small["top1"].iloc[0] if len(small) else np.nan]
+        values += [overall.get("roc_auc", np.nan)]
         false = values[3]
         cells = [fmt(v) for v in values]
         cells[3] = "-" if pd.isna(false) else f"{false:.0f}"

@@ -117,7 +117,19 @@ def test_oracle_scores_are_perfect(bench):
     table = planted_eval.evaluate(bench, _all_pairs(bench, lambda t: t * 1.0), threshold=0.5)
     assert (table["top1"] == 1).all() and (table["muap"] == 1).all()
     assert (table["recall_at_threshold"] == 1).all()
-    assert table.iloc[0]["false_per_1000"] == 0
+    assert table.iloc[0]["false_per_1000"] == 0 and table.iloc[0]["roc_auc"] == 1.0
+
+
+def test_pair_roc_auc_matches_sklearn_with_unscored_pairs_tied_at_the_bottom():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 40), rng.normal(0, 1, 300)
+    pos[:5] = neg[:50] = -np.inf  # pairs a method never scored
+    expected = roc_auc_score(
+        np.r_[np.ones(40), np.zeros(300)], np.nan_to_num(np.r_[pos, neg], neginf=-1e9)
+    )
+    assert planted_eval._pair_roc_auc(pos, neg) == pytest.approx(expected)
 
 
 def test_random_scores_are_near_chance(bench):
@@ -126,7 +138,7 @@ def test_random_scores_are_near_chance(bench):
     overall = table.iloc[0]
     assert overall["group"] == "all" and overall["n"] == N_PLANTED
     assert overall["top1"] <= 0.25  # chance is 1 / (N_PANELS - 1)
-    assert overall["muap"] < 0.1
+    assert overall["muap"] < 0.1 and 0.35 < overall["roc_auc"] < 0.65
     assert np.isnan(overall["false_per_1000"])  # no threshold given
 
 
@@ -242,6 +254,7 @@ def test_summary_row_per_method_and_the_readme_block(bench, tmp_path):
     lines = md.strip().splitlines()
     assert lines[0].startswith("| method | rank 1 | recall@10 | muAP | false / 1,000")
     assert lines[2].startswith("| oracle | 1.000 | 1.000 | 1.000 | 0 |")
+    assert lines[2].endswith("| 1.000 |")  # pair ROC-AUC
     assert lines[3].startswith("| broken | not run: RuntimeError: no weights |")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- planted:start -->\nold\n<!-- planted:end -->\noutro\n")
