@@ -453,8 +453,12 @@ def find(
                                      show_progress=show_progress)  # fmt: skip
     table = score_pairs(sorted(candidates), recs, shas, det, show_progress=show_progress)
     if self_check:
-        table = pd.concat([table, self_pairs(queries, recs, det)], ignore_index=True)
-        table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+        inside = self_pairs(queries, recs, det)
+        if len(inside):  # an empty frame has object columns: concatenated, "flagged" would be too
+            table = pd.concat([table, inside], ignore_index=True)
+            table = table.sort_values("score", ascending=False, kind="stable")
+            table = table.reset_index(drop=True)
+    table["flagged"] = table["flagged"].astype(bool)
     table.attrs.update(
         threshold=det.threshold, n_panels=len(queries) + len(refs),
         skipped=pd.DataFrame(skipped, columns=["file", "reason"]),

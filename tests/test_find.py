@@ -158,6 +158,16 @@ def test_self_check_finds_a_region_pasted_inside_one_image(tmp_path):
     assert clean is None or not clean["flagged"]
 
 
+def test_self_check_without_repeated_regions_still_writes_the_report(tmp_path):
+    # an empty self-check used to turn "flagged" into an object column (~ then gave -1/-2)
+    panels_dir, out = tmp_path / "panels", tmp_path / "out"
+    panels_dir.mkdir()
+    _save(panels_dir, "a.png", skdata.retina()[300:600, 300:600])
+    _save(panels_dir, "b.png", skdata.immunohistochemistry()[:256, :256])
+    table = find.find(panels_dir, out=out, self_check=True, cache=False, show_progress=False)
+    assert table["flagged"].dtype == bool and (out / "report.html").is_file()
+
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
