@@ -221,6 +221,19 @@ def monotone_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> tuple[np.
     return res.x[:d], float(res.x[d])
 
 
+def typical_rivals(table: pd.DataFrame) -> dict[str, float]:
+    """Median best rival of each margin feature over the pairs that had one (the value minus
+    its margin): what a pair scored alone is set against
+    (:func:`bfutils.detector.typical_rival`)."""
+    out = {}
+    for margin, value in detector.MARGINS.items():
+        if margin in table and value in table:
+            rival = (table[value] - table[margin]).to_numpy(dtype=float)
+            had = table[value].to_numpy(dtype=float) != table[margin].to_numpy(dtype=float)
+            out[margin] = float(np.median(rival[had])) if had.any() else 0.0
+    return out
+
+
 def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
     """Fit the fused model on pairs within 60 % of the groups; threshold and metrics on pairs
     within the other 40 % (pairs across the split are left out)."""
@@ -234,7 +247,7 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
     mean, scale = x[train].mean(axis=0), x[train].std(axis=0) + 1e-9
     coef, intercept = monotone_logistic((x[train] - mean) / scale, y[train])
     det.fused = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
-                 "intercept": intercept}  # fmt: skip
+                 "intercept": intercept, "rival": typical_rivals(table[train])}  # fmt: skip
     s = det.score({n: table[n].to_numpy() for n in det.features})
     # F0.5: a flag accuses someone, so precision counts twice as much as recall. With F1 the
     # threshold of the encoder-free default fell to 0.09 on the calibration pairs and flagged

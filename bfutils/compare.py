@@ -61,6 +61,8 @@ def compare_files(path_a, path_b, det: detector.Detector | None = None) -> dict:
     blank = bool(ra["blank"]) or bool(rb["blank"])
     ev = dict(verify.NO_MATCH) if blank else verify.verify(ra, rb, det.keypoints, *shas)
     feats = detector.pair_features(ra, rb, ev, det)
+    feats["pair_score"] = detector.pair_score(feats, det)
+    feats = detector.lone_margins(feats, det)  # no rivals: margins against the typical one
     score = 0.0 if blank else float(det.score({n: [feats[n]] for n in det.features})[0])
     return {"image_a": str(path_a), "image_b": str(path_b), "score": score,
             "derived": score >= det.threshold, "threshold": det.threshold,

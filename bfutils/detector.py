@@ -252,7 +252,34 @@ def pair_score(feats: dict, det: Detector) -> float:
     return float(max(feats["cos_global"], feats["cos_region"]))
 
 
-def rival_margins(table, column: str = "inlier_ratio", same=None) -> np.ndarray:
+MARGINS = {"ratio_margin": "inlier_ratio", "cos_margin": "pair_score", "copy_margin": "cos_copy",
+           "phash_margin": "phash_sim"}  # fmt: skip
+"""Each margin feature and the value it sets against the rivals (:func:`rival_margins`)."""
+
+
+def typical_rival(det: Detector, margin: str) -> float:
+    """The best rival value a pair typically meets in a scan (the median over the detector's
+    calibration pairs, ``fused["rival"]``); 0 for a detector calibrated without it.
+
+    A pair scored alone (``compare`` on two files, a folder of two panels) has no rivals; its
+    margins are taken against this instead of against nothing. Without it a perceptual-hash
+    similarity of 0.59, what two unrelated tissue crops share by chance, counted as a 0.59
+    margin and flagged the pair."""
+    return float((det.fused or {}).get("rival", {}).get(margin, 0.0))
+
+
+def lone_margins(feats: dict, det: Detector) -> dict:
+    """The margin features of a pair scored without rivals (see :func:`typical_rival`)."""
+    out = dict(feats)
+    for margin, value in MARGINS.items():
+        if margin in out and value in out:
+            out[margin] = float(out[value]) - typical_rival(det, margin)
+    return out
+
+
+def rival_margins(
+    table, column: str = "inlier_ratio", same=None, default: float = 0.0
+) -> np.ndarray:
     """``column`` of each candidate pair minus the best one of the other candidates of either
     of its images (0 when it has none): score normalisation against the scan itself.
 
@@ -273,6 +300,7 @@ def rival_margins(table, column: str = "inlier_ratio", same=None) -> np.ndarray:
         table: candidate pairs with ``a``, ``b`` and ``column``.
         column: the feature to set against the rivals.
         same: ``same(key_1, key_2) -> bool``, whether two images share content (None: never).
+        default: the rival of a pair that has none (:func:`typical_rival`).
     """
     vals = table[column].to_numpy(dtype=float)
     keys_a, keys_b = table["a"].to_numpy(), table["b"].to_numpy()
@@ -291,5 +319,5 @@ def rival_margins(table, column: str = "inlier_ratio", same=None) -> np.ndarray:
                     continue
                 rival = rv if rival is None else max(rival, rv)
                 break
-        out[i] = v - (rival if rival is not None else 0.0)
+        out[i] = v - (rival if rival is not None else default)
     return out

@@ -343,12 +343,10 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
     names = dict.fromkeys(["a", "b", "pair_score", *verify.NO_MATCH, *detector.FEATURES])
     table = pd.DataFrame(rows, columns=[*names, "blank", "note"])
     same = same_content(recs)
-    table["ratio_margin"] = detector.rival_margins(table, "inlier_ratio", same)
-    table["cos_margin"] = detector.rival_margins(
-        table.assign(best=table["pair_score"]), "best", same
-    )
-    table["copy_margin"] = detector.rival_margins(table, "cos_copy", same)
-    table["phash_margin"] = detector.rival_margins(table, "phash_sim", same)
+    for margin, value in detector.MARGINS.items():
+        table[margin] = detector.rival_margins(
+            table, value, same, default=detector.typical_rival(det, margin)
+        )
     return table
 
 

@@ -135,3 +135,23 @@ def test_fused_model_never_scores_lower_for_more_evidence():
     lr = LogisticRegression(C=1.0).fit(x1, y)
     c1, b1 = monotone_logistic(x1, y)
     assert np.allclose(c1, lr.coef_[0], atol=1e-3) and abs(b1 - lr.intercept_[0]) < 1e-3
+
+
+def test_a_pair_alone_is_set_against_the_typical_rival():
+    det = detector.default()
+    assert set(det.fused["rival"]) == set(detector.MARGINS)  # stored by bfutils.calibrate
+    feats = {"inlier_ratio": 0.5, "cos_copy": 0.3, "phash_sim": 0.6, "pair_score": 0.3}
+    feats |= {m: feats[v] for m, v in detector.MARGINS.items()}  # what pair_features returns
+    lone = detector.lone_margins(feats, det)
+    for margin, value in detector.MARGINS.items():
+        assert lone[margin] == pytest.approx(feats[value] - det.fused["rival"][margin])
+    old = detector.Detector(fused={"coef": []})  # calibrated before typical rivals were stored
+    assert detector.lone_margins(feats, old) == feats
+
+
+def test_rival_margins_fall_back_to_the_default_without_rivals():
+    import pandas as pd
+
+    table = pd.DataFrame({"a": ["x", "x", "p"], "b": ["y", "z", "q"], "v": [0.9, 0.4, 0.7]})
+    out = detector.rival_margins(table, "v", default=0.5)
+    assert out == pytest.approx([0.5, -0.5, 0.2])  # p-q has no rival: 0.7 - 0.5
