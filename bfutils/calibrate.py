@@ -225,12 +225,12 @@ def typical_rivals(table: pd.DataFrame) -> dict[str, float]:
     """Median best rival of each margin feature over the pairs that had one (the value minus
     its margin): what a pair scored alone is set against
     (:func:`bfutils.detector.typical_rival`)."""
+    had = table["has_rival"].to_numpy(dtype=bool)
     out = {}
     for margin, value in detector.MARGINS.items():
         if margin in table and value in table:
-            rival = (table[value] - table[margin]).to_numpy(dtype=float)
-            had = table[value].to_numpy(dtype=float) != table[margin].to_numpy(dtype=float)
-            out[margin] = float(np.median(rival[had])) if had.any() else 0.0
+            rival = (table[value] - table[margin]).to_numpy(dtype=float)[had]
+            out[margin] = float(np.median(rival)) if len(rival) else 0.0
     return out
 
 

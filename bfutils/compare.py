@@ -56,18 +56,16 @@ def compare_files(path_a, path_b, det: detector.Detector | None = None) -> dict:
     """
     det = detector.resolve(det)
     images = [data.read_image_file(p) for p in (path_a, path_b)]
-    ra, rb = descriptors.compute(images, det)
-    shas = [panels.content_hash(p) for p in (path_a, path_b)]
-    blank = bool(ra["blank"]) or bool(rb["blank"])
-    ev = dict(verify.NO_MATCH) if blank else verify.verify(ra, rb, det.keypoints, *shas)
-    feats = detector.pair_features(ra, rb, ev, det)
-    feats["pair_score"] = detector.pair_score(feats, det)
-    feats = detector.lone_margins(feats, det)  # no rivals: margins against the typical one
-    score = 0.0 if blank else float(det.score({n: [feats[n]] for n in det.features})[0])
+    recs = dict(zip("ab", descriptors.compute(images, det), strict=True))
+    shas = {key: panels.content_hash(p) for key, p in zip("ab", (path_a, path_b), strict=True)}
+    # the finder's own path: a pair alone is set against the detector's typical rival
+    table = find.verify_pairs([("a", "b")], recs, shas, det, show_progress=False)
+    score = float(find.fused_scores(table, det)[0])
+    row = table.iloc[0]
+    names = ["pair_score", "blank", *verify.NO_MATCH, *detector.FEATURES]
     return {"image_a": str(path_a), "image_b": str(path_b), "score": score,
             "derived": score >= det.threshold, "threshold": det.threshold,
-            "pair_score": detector.pair_score(feats, det), "blank": blank,
-            **feats, **ev}  # fmt: skip
+            **{n: row[n] for n in names}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -261,19 +261,32 @@ def typical_rival(det: Detector, margin: str) -> float:
     """The best rival value a pair typically meets in a scan (the median over the detector's
     calibration pairs, ``fused["rival"]``); 0 for a detector calibrated without it.
 
-    A pair scored alone (``compare`` on two files, a folder of two panels) has no rivals; its
-    margins are taken against this instead of against nothing. Without it a perceptual-hash
-    similarity of 0.59, what two unrelated tissue crops share by chance, counted as a 0.59
-    margin and flagged the pair."""
+    A pair scored alone (``compare`` on two files, a panel with no other candidate) has no
+    rivals; its margins are taken against this instead of against nothing. Without it a
+    perceptual-hash similarity of 0.59, what two unrelated tissue crops share by chance,
+    counted as a 0.59 margin and flagged the pair."""
     return float((det.fused or {}).get("rival", {}).get(margin, 0.0))
 
 
-def lone_margins(feats: dict, det: Detector) -> dict:
-    """The margin features of a pair scored without rivals (see :func:`typical_rival`)."""
-    out = dict(feats)
-    for margin, value in MARGINS.items():
-        if margin in out and value in out:
-            out[margin] = float(out[value]) - typical_rival(det, margin)
+def rivals(table, column: str = "inlier_ratio", same=None) -> np.ndarray:
+    """The best ``column`` value among the other candidates of either image of each pair, NaN
+    for a pair that has none (a pair scored alone). ``same`` as in :func:`rival_margins`."""
+    vals = table[column].to_numpy(dtype=float)
+    keys_a, keys_b = table["a"].to_numpy(), table["b"].to_numpy()
+    by_key: dict = {}
+    for i, (x, y, v) in enumerate(zip(keys_a, keys_b, vals, strict=True)):
+        by_key.setdefault(x, []).append((v, i, y))
+        by_key.setdefault(y, []).append((v, i, x))
+    for candidates in by_key.values():
+        candidates.sort(key=lambda t: (-t[0], t[1]))
+    out = np.full(len(vals), np.nan)
+    for i, (x, y) in enumerate(zip(keys_a, keys_b, strict=True)):
+        for key, partner in ((x, y), (y, x)):
+            for rv, j, other in by_key[key]:
+                if j == i or (same is not None and (same(partner, other) or same(key, other))):
+                    continue
+                out[i] = rv if np.isnan(out[i]) else max(out[i], rv)
+                break
     return out
 
 
@@ -301,23 +314,9 @@ def rival_margins(
         column: the feature to set against the rivals.
         same: ``same(key_1, key_2) -> bool``, whether two images share content (None: never).
         default: the rival of a pair that has none (:func:`typical_rival`).
+
+    Returns:
+        ``column`` minus the rival (see :func:`rivals`).
     """
-    vals = table[column].to_numpy(dtype=float)
-    keys_a, keys_b = table["a"].to_numpy(), table["b"].to_numpy()
-    by_key: dict = {}
-    for i, (x, y, v) in enumerate(zip(keys_a, keys_b, vals, strict=True)):
-        by_key.setdefault(x, []).append((v, i, y))
-        by_key.setdefault(y, []).append((v, i, x))
-    for candidates in by_key.values():
-        candidates.sort(key=lambda t: (-t[0], t[1]))
-    out = np.empty(len(vals))
-    for i, (x, y, v) in enumerate(zip(keys_a, keys_b, vals, strict=True)):
-        rival = None
-        for key, partner in ((x, y), (y, x)):
-            for rv, j, other in by_key[key]:
-                if j == i or (same is not None and (same(partner, other) or same(key, other))):
-                    continue
-                rival = rv if rival is None else max(rival, rv)
-                break
-        out[i] = v - (rival if rival is not None else default)
-    return out
+    rival = rivals(table, column, same)
+    return table[column].to_numpy(dtype=float) - np.where(np.isnan(rival), default, rival)

@@ -99,14 +99,13 @@ def encoder_cosine(
 def sscd_cosine(bench_dir: Path, work_dir: Path, *, size: int = 128) -> tuple[pd.DataFrame, None]:
     """Cosine of the SSCD copy descriptor alone (:mod:`bfutils.copydesc`), centred on the
     benchmark's own mean as the finder centres it: what the finder's copy shortlist sees."""
-    from bfutils import copydesc
+    from bfutils import copydesc, detector
 
     files = panel_files(bench_dir)
     images = [read_image_file(f) for f in files]
     feats = np.concatenate([copydesc.embed(images[i : i + 64], size=size)
                             for i in range(0, len(images), 64)])  # fmt: skip
-    feats -= feats.mean(axis=0)
-    feats /= np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12
+    feats = detector.centred(feats, feats.mean(axis=0))  # as the finder centres them
     return matrix_pairs([f.name for f in files], feats @ feats.T), None
 
 

@@ -107,11 +107,6 @@ def update_readme(
 ):  # fmt: skip
     """Replace a README block (default the results block) with the tables of ``run_dir``
     (generated, not typed)."""
-    readme = Path(readme or paths.ROOT / "README.md")
-    text = readme.read_text()
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{readme} has no {start} ... {end} block")
     timings = Path(run_dir) / "timings.tsv"
     when = pd.Timestamp.fromtimestamp(Path(run_dir).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
     profile = Path(run_dir).name.rsplit("-", 2)[0]
@@ -120,8 +115,6 @@ def update_readme(
         f".venv/bin/python -m bfutils.runs publish RUN --block {block}"
     )  # fmt: skip
     lines = [
-        start,
-        "",
         f"Run `runs/{Path(run_dir).name}` ({when}), written by notebook 05 "
         "from that run's prediction files; its parameters and package versions are in the "
         f"run folder's `params_*.json`. Repeat with `{repeat}`.",
@@ -138,10 +131,7 @@ def update_readme(
             + ".",
             "",
         ]
-    lines.append(end)
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    readme.write_text(head + "\n".join(lines) + tail)
+    replace_block(block, "\n".join(lines), readme=readme)
 
 
 def replace_block(name: str, body: str, readme: Path | None = None) -> Path:

@@ -138,15 +138,18 @@ def test_fused_model_never_scores_lower_for_more_evidence():
 
 
 def test_a_pair_alone_is_set_against_the_typical_rival():
+    import pandas as pd
+
     det = detector.default()
     assert set(det.fused["rival"]) == set(detector.MARGINS)  # stored by bfutils.calibrate
     feats = {"inlier_ratio": 0.5, "cos_copy": 0.3, "phash_sim": 0.6, "pair_score": 0.3}
-    feats |= {m: feats[v] for m, v in detector.MARGINS.items()}  # what pair_features returns
-    lone = detector.lone_margins(feats, det)
+    alone = pd.DataFrame([{"a": "x", "b": "y", **feats}])  # one pair: no rivals
     for margin, value in detector.MARGINS.items():
-        assert lone[margin] == pytest.approx(feats[value] - det.fused["rival"][margin])
+        got = detector.rival_margins(alone, value, default=detector.typical_rival(det, margin))
+        assert got[0] == pytest.approx(feats[value] - det.fused["rival"][margin])
+    assert np.isnan(detector.rivals(alone, "inlier_ratio")).all()
     old = detector.Detector(fused={"coef": []})  # calibrated before typical rivals were stored
-    assert detector.lone_margins(feats, old) == feats
+    assert all(detector.typical_rival(old, m) == 0.0 for m in detector.MARGINS)
 
 
 def test_rival_margins_fall_back_to_the_default_without_rivals():
