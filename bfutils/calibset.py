@@ -52,7 +52,11 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 def build(
-    n_panels: int = 600, n_planted: int = 150, seed: int = 1, holdout: dict | None = None
+    n_panels: int = 600,
+    n_planted: int = 150,
+    seed: int = 1,
+    holdout: dict | None = None,
+    exclude: set[str] | None = None,
 ) -> tuple[list[np.ndarray], pd.DataFrame, pd.DataFrame, list[str]]:
     """Planted panels in memory, from images the evaluation benchmark does not use.
 
@@ -61,6 +65,8 @@ def build(
         n_planted: planted (query, source) pairs.
         seed: seeds every draw (use another seed than the evaluation benchmark's).
         holdout: the evaluation benchmark to hold out (:data:`EVAL_BENCHMARK` by default).
+        exclude: image ids to leave out as well (e.g. a model's training images, so that the
+            set can validate it); always honoured, and counted in the notes.
 
     Returns:
         ``(images, panels, truth, notes)``: decoded RGB uint8 panels as written to a figure;
@@ -68,6 +74,10 @@ def build(
         with ``query``, ``source`` (indices into ``images``) and ``family``; notes on the data.
     """
     pool, notes = planted.load_pool()
+    if exclude:
+        keep = ~pool["image_id"].isin(exclude)
+        notes.append(f"left out {int((~keep).sum())} excluded images (e.g. training images)")
+        pool = pool[keep].reset_index(drop=True)
     held = heldout_ids(pool, **(holdout or EVAL_BENCHMARK))
     free = pool[~pool["image_id"].isin(held)]
     if len(free) < 2 * n_planted:

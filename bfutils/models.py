@@ -201,6 +201,10 @@ def _load_state(model: nn.Module, state: dict[str, Tensor], source: str) -> None
     model.load_state_dict(state)
 
 
+RESIDUAL_INIT = 5.0
+"""Initial weight of the encoder cosine in a residual pair head (logit units per unit cosine)."""
+
+
 class Projector(nn.Sequential):
     """Barlow Twins projector g: (Linear-BN-ReLU) for each width but the last, then Linear.
 
@@ -234,22 +238,38 @@ class PairHead(nn.Module):
 
     |a - b| and a * b are exactly symmetric in IEEE arithmetic (a - b == -(b - a), a * b ==
     b * a), so h(a, b) == h(b, a) bit for bit.
+
+    With ``residual=True`` the cosine of the two images' *encoder* features enters the logit
+    directly, ``logit = mlp(...) + w * cos``, with ``w`` learnt (issue 9: the untrained
+    encoder's cosine is a strong baseline, and this lets the head start from it instead of
+    having to rediscover it through the projector). The cosine is symmetric too.
     """
 
-    def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self, dim: int, hidden: int = 256, dropout: float = 0.1, residual: bool = False
+    ) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
         )
+        self.residual = residual
+        if residual:
+            self.cos_weight = nn.Parameter(torch.tensor(RESIDUAL_INIT))
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """Logits (N,) for embeddings a, b of shape (N, dim)."""
+    def forward(self, a: Tensor, b: Tensor, cos: Tensor | None = None) -> Tensor:
+        """Logits (N,) for embeddings a, b of shape (N, dim) (and, with ``residual``, the
+        (N,) cosine of their encoder features)."""
         if a.shape != b.shape:
             raise ValueError(
                 f"PairHead: both embeddings need the same shape, got {tuple(a.shape)} "
                 f"and {tuple(b.shape)}"
             )
-        return self.mlp(torch.cat([(a - b).abs(), a * b], dim=1)).squeeze(1)
+        logit = self.mlp(torch.cat([(a - b).abs(), a * b], dim=1)).squeeze(1)
+        if not self.residual:
+            return logit
+        if cos is None:
+            raise ValueError("PairHead(residual=True) needs the encoder cosine `cos`")
+        return logit + self.cos_weight * cos
 
 
 class SiameseModel(nn.Module):
@@ -298,11 +318,12 @@ class SiameseModel(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Pair logits (N,). Each side is embedded on its own, so swapping x, y is exact."""
-        return self.head(self.embed(x), self.embed(y))
+        return self.forward_from_features(self.features(x), self.features(y))
 
     def forward_from_features(self, fa: Tensor, fb: Tensor) -> Tensor:
-        """Pair logits (N,) from cached encoder features (N, feature_dim) of both images."""
-        return self.head(self.projector(fa), self.projector(fb))
+        """Pair logits (N,) from encoder features (N, feature_dim) of both images."""
+        cos = F.cosine_similarity(fa, fb, dim=1) if self.head.residual else None
+        return self.head(self.projector(fa), self.projector(fb), cos)
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """Probabilities (N,) that y was derived from x; eval mode, no grad."""
@@ -346,6 +367,7 @@ def build_model(
     projector_widths: Sequence[int] = (512, 512, 256),
     head_hidden: int = 256,
     freeze_backbone: bool = False,
+    residual: bool = False,
 ) -> SiameseModel:
     """Encoder + Barlow Twins projector + order-invariant pair head.
 
@@ -355,13 +377,14 @@ def build_model(
         projector_widths: Projector layer widths; the last is the embedding size D.
         head_hidden: Hidden width of the pair head's MLP.
         freeze_backbone: Keep the encoder fixed (no grads, BatchNorm in eval mode).
+        residual: Feed the encoder cosine to the head (see :class:`PairHead`).
 
     Returns:
         The SiameseModel, in train mode, on the CPU.
     """
     enc, feature_dim, norm = build_encoder(encoder, pretrained=pretrained)
     projector = Projector(feature_dim, widths=projector_widths)
-    head = PairHead(projector.out_dim, hidden=head_hidden)
+    head = PairHead(projector.out_dim, hidden=head_hidden, residual=residual)
     return SiameseModel(
         enc, projector=projector, head=head, norm=norm, freeze_backbone=freeze_backbone
     )

@@ -375,3 +375,42 @@ def area_band(area_fraction: pd.Series) -> pd.Series:
     return pd.Series(
         np.where(a >= 0.999, "full", np.where(a < 0.6, "30-60%", "60-100%")), index=a.index
     )
+
+
+def training_pairs(
+    images: np.ndarray, k: int, rng: np.random.Generator, families: Sequence[str] = fa.FAMILIES
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``k`` figure-realistic (source, query) panel pairs of every training image.
+
+    Each pair is made exactly as a planted pair of the benchmark (:func:`_planted`: a reuse
+    family drawn uniformly from ``families``, panels of 40-400 px, annotations, JPEG), decoded,
+    and padded back to the images' square size, as a scan pads a panel before the encoder.
+    Issue 9, item 1: the pair model trains on what reuse in a figure looks like.
+
+    Args:
+        images: (N, S, S, 3) uint8 training images.
+        k: pairs per image.
+        rng: the only source of randomness.
+        families: reuse families to draw from.
+
+    Returns:
+        ``(sources, queries)``: ``k`` arrays of shape (N, S, S, 3) each; ``sources[j][i]`` and
+        ``queries[j][i]`` are the two panels of pair ``j`` of image ``i``.
+    """
+    from bfutils.data.pixels import fit_square
+
+    n, side = len(images), images.shape[1]
+    src = [np.empty_like(images) for _ in range(k)]
+    qry = [np.empty_like(images) for _ in range(k)]
+    for j in bar(range(k), desc="figure pairs"):
+        for i in range(n):
+            family = families[int(rng.integers(len(families)))]
+            (s, *_), (q, *_), _ = _planted(images[i], family, rng)
+            src[j][i] = fit_square(_decode(s), size=side, fit="pad")
+            qry[j][i] = fit_square(_decode(q), size=side, fit="pad")
+    return src, qry
+
+
+def _decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))

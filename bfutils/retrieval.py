@@ -153,18 +153,23 @@ def _cosine_matrix(zq: torch.Tensor, zr: torch.Tensor) -> np.ndarray:
     return (F.normalize(zq.float(), dim=1) @ F.normalize(zr.float(), dim=1).T).cpu().numpy()
 
 
-def _pair_head_matrix(model, zq: torch.Tensor, zr: torch.Tensor, progress: bool) -> np.ndarray:
-    """sigmoid(head(zq[i], zr[j])) for every (i, j), a block of query rows at a time."""
+def _pair_head_matrix(model, fq: torch.Tensor, fr: torch.Tensor, progress: bool) -> np.ndarray:
+    """sigmoid(pair logit) of encoder features fq[i], fr[j] for every (i, j), a block of query
+    rows at a time (each side projected once)."""
+    model.eval()
+    with torch.no_grad():
+        zq, zr = model.projector(fq), model.projector(fr)
+        cos = torch.from_numpy(_cosine_matrix(fq, fr)) if model.head.residual else None
     n_ref, dim = zr.shape
     rows = max(1, _PAIRS_PER_BLOCK // max(1, n_ref))
     out = []
-    model.eval()
     with torch.no_grad():
         for start in tqdm(range(0, len(zq), rows), desc="pair head", disable=not progress):
             block = zq[start : start + rows]
             za = block[:, None, :].expand(-1, n_ref, -1).reshape(-1, dim)
             zb = zr[None, :, :].expand(len(block), -1, -1).reshape(-1, dim)
-            out.append(torch.sigmoid(model.head(za, zb)).view(len(block), n_ref).float().cpu())
+            c = None if cos is None else cos[start : start + rows].reshape(-1).to(za)
+            out.append(torch.sigmoid(model.head(za, zb, c)).view(len(block), n_ref).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -221,7 +226,7 @@ def similarity(
         bq = hash_bits(q_imgs, method=method, progress=progress)
         return _hash_matrix(bq, hash_bits(r_imgs, method=method, progress=progress))
     model, cfg = _load(model_path, device=device)
-    project = method != "cosine_encoder"
+    project = method == "cosine_embedding"  # the pair head projects features itself
     kw = {"device": device, "batch_size": batch_size, "progress": progress, "project": project}
     zq, zr = _encode(model, cfg, q_imgs, **kw), _encode(model, cfg, r_imgs, **kw)
     if method == "pair_model":

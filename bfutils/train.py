@@ -55,6 +55,7 @@ class TrainConfig:
     input_size: int = 96
     projector_widths: tuple = (1024, 1024, 256)
     head_hidden: int = 256
+    residual: bool = False  # feed the encoder cosine to the pair head (models.PairHead)
     epochs: int = 25  # per phase
     steps_per_epoch: int = 40
     batch_size: int = 128
@@ -66,6 +67,8 @@ class TrainConfig:
     temperature: float = 0.2  # NT-Xent (SimCLR)
     patience: int = 6  # epochs without a better validation score before a phase stops
     cache_views: int = 8  # altered views per training image when features are cached
+    figure_pairs: int = 0  # figure-realistic (source, query) panel pairs per training image
+    figure_share: float = 0.5  # share of training pairs and view pairs drawn from them
     positive_share: float = 0.4
     hard_share: float = 0.4
     device: str = "auto"
@@ -75,6 +78,16 @@ class TrainConfig:
     def __post_init__(self):
         registry.check_schedule(self.schedule)
         self.projector_widths = tuple(int(w) for w in self.projector_widths)
+        if self.figure_pairs < 0 or not 0.0 <= self.figure_share <= 1.0:
+            raise ValueError(
+                f"figure_pairs must be >= 0 and figure_share in [0, 1], got "
+                f"{self.figure_pairs}, {self.figure_share}"
+            )
+        if self.figure_pairs and not self.freeze_backbone:
+            raise ValueError(
+                "figure_pairs needs freeze_backbone=True: figure panels are rendered once and "
+                "their features cached (a trained encoder would need them every step)"
+            )
 
 
 @dataclass
@@ -119,6 +132,7 @@ class Objective(nn.Module):
 
     def forward(self, batch: dict) -> dict:
         out, emb = {}, lambda x: self.data.embed(self.model, x)  # noqa: E731
+        feats = lambda x: self.data.features(self.model, x)  # noqa: E731
         if "v1" in batch:
             z1, z2 = emb(batch["v1"]), emb(batch["v2"])
             if "bt" in self.phase.losses:
@@ -130,7 +144,7 @@ class Objective(nn.Module):
                     z1.float(), z2.float(), temperature=self.cfg.temperature
                 )
         if "a" in batch:
-            logits = self.model.head(emb(batch["a"]), emb(batch["b"]))
+            logits = self.model.forward_from_features(feats(batch["a"]), feats(batch["b"]))
             out["bce"] = losses.pair_bce_loss(logits.float(), batch["y"])
         out["total"] = sum(w * out[k] for k, w in self.phase.losses.items())
         return out
@@ -344,10 +358,10 @@ def train(
     torch.manual_seed(cfg.seed)  # every rank builds identical initial weights
     model = models.build_model(
         encoder=cfg.encoder, pretrained=cfg.pretrained, projector_widths=cfg.projector_widths,
-        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone,
+        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
     ).to(device)  # fmt: skip
     kind = FeatureData if cfg.freeze_backbone else PixelData
-    same = ("encoder", "pretrained", "input_size", "cache_views", "seed")
+    same = ("encoder", "pretrained", "input_size", "cache_views", "figure_pairs", "seed")
     if not isinstance(data, kind) or any(getattr(data.cfg, k) != getattr(cfg, k) for k in same):
         data = kind(model, manifest, images, eval_sets, cfg, device, rank=rank)
     else:
@@ -416,7 +430,7 @@ def load_model(path, device="cpu"):
     cfg = TrainConfig(**saved["config"])
     model = models.build_model(
         encoder=cfg.encoder, pretrained=None, projector_widths=cfg.projector_widths,
-        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone,
+        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
     )  # fmt: skip
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), cfg

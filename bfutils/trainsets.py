@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bfutils import augment, models, pairs
+from bfutils import augment, models, pairs, planted
 from bfutils.progress import bar as tqdm
 
 
@@ -50,6 +50,11 @@ class FeatureData(_Streams):
     View 0 of every training image is the original, views 1..V-1 random alterations from
     the catalogue. Positive training pairs are two different views of one image; negatives
     are views of two images chosen by the pair sampler (easy and hard alike).
+
+    With ``cfg.figure_pairs`` > 0, ``figure_pairs`` figure-realistic (source, query) panel
+    pairs of every training image are rendered and encoded once as well
+    (:func:`bfutils.planted.training_pairs`), and a ``cfg.figure_share`` of the labelled pairs
+    and view pairs are drawn from them instead, with the same labels and partners.
     """
 
     def __init__(self, model, manifest, images, eval_sets, cfg, device, rank=0):
@@ -65,6 +70,19 @@ class FeatureData(_Streams):
         enc = lambda x: self._encode(model, x)  # noqa: E731
         self.views = torch.stack([enc(v) for v in tqdm(views, desc="encode views")])
         self.eval = {s: (enc(a), enc(b)) for s, (_, a, b) in eval_sets.items()}
+        self.figure = None
+        if cfg.figure_pairs:
+            src, qry = planted.training_pairs(
+                images[train_idx], cfg.figure_pairs, np.random.default_rng([cfg.seed, 13])
+            )
+            self.figure = (
+                torch.stack([enc(v) for v in tqdm(src, desc="encode figure sources")]),
+                torch.stack([enc(v) for v in tqdm(qry, desc="encode figure queries")]),
+            )  # each (figure_pairs, n_train, dim)
+
+    def features(self, model, f):
+        """Encoder features of a batch: the cached ones themselves."""
+        return f
 
     def _encode(self, model, x):
         f = models.encode_images(
@@ -78,11 +96,18 @@ class FeatureData(_Streams):
         return model.projector(f)
 
     def view_batch(self, n):
-        """Two different views of ``n`` training images."""
+        """Two different views of ``n`` training images (with figure pairs: a share of them
+        the source and query panels of one figure-realistic pair)."""
         i = self.rng.integers(self.views.shape[1], size=n)
         v1 = self.rng.integers(self.views.shape[0], size=n)
         v2 = (v1 + self.rng.integers(1, self.views.shape[0], size=n)) % self.views.shape[0]
-        return self.views[v1, i], self.views[v2, i]
+        x1, x2 = self.views[v1, i], self.views[v2, i]
+        if self.figure is not None:
+            fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share)
+            k = self.rng.integers(self.figure[0].shape[0], size=n)
+            x1 = torch.where(fig[:, None].to(x1.device), self.figure[0][k, i], x1)
+            x2 = torch.where(fig[:, None].to(x2.device), self.figure[1][k, i], x2)
+        return x1, x2
 
     def pair_batch(self, n):
         """Labelled pairs with the evaluation rules, as cached view features."""
@@ -95,11 +120,20 @@ class FeatureData(_Streams):
         same = ia == ib
         vb[same] = (va[same] + self.rng.integers(1, v, size=same.sum())) % v
         y = torch.tensor(plan["label"].to_numpy(), dtype=torch.float32, device=self.device)
-        return self.views[va, ia], self.views[vb, ib], y
+        xa, xb = self.views[va, ia], self.views[vb, ib]
+        if self.figure is not None:
+            # figure panels: a positive is the (source, query) of one figure pair; a negative,
+            # the source panel of one image against a query panel of another
+            fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share).to(xa.device)
+            k = self.rng.integers(self.figure[0].shape[0], size=n)
+            kb = np.where(same, k, self.rng.integers(self.figure[0].shape[0], size=n))
+            xa = torch.where(fig[:, None], self.figure[0][k, ia], xa)
+            xb = torch.where(fig[:, None], self.figure[1][kb, ib], xb)
+        return xa, xb, y
 
     def eval_logits_or_cos(self, model, split, score):
         fa, fb = self.eval[split]
-        return _score_batches(model, fa, fb, score, embed=self.embed)
+        return _score_batches(model, fa, fb, score, embed=self.embed, features=self.features)
 
 
 class PixelData(_Streams):
@@ -112,6 +146,10 @@ class PixelData(_Streams):
 
     def embed(self, model, x):
         return model.embed(x)
+
+    def features(self, model, x):
+        """Encoder features of a batch of pixels (trained along when the encoder is)."""
+        return model.features(x)
 
     def view_batch(self, n):
         idx = self.rng.choice(self.sampler.index, size=n)
@@ -132,7 +170,9 @@ class PixelData(_Streams):
         out = []
         for k in range(0, len(a), 128):
             xa, xb = _to_float(a[k : k + 128], s, d), _to_float(b[k : k + 128], s, d)
-            out.append(_score_batches(model, xa, xb, score, embed=self.embed))
+            out.append(
+                _score_batches(model, xa, xb, score, embed=self.embed, features=self.features)
+            )
         return np.concatenate(out)
 
 
@@ -140,18 +180,19 @@ def model_norm(model) -> tuple:
     return (tuple(model.mean.flatten().tolist()), tuple(model.std.flatten().tolist()))
 
 
-def _score_batches(model, xa, xb, score, embed):
+def _score_batches(model, xa, xb, score, embed, features):
     # restore every module's own mode afterwards: a plain model.train() would put a frozen
     # projector (sequential phase 2) back in train mode and let its BatchNorm statistics drift
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            za, zb = embed(model, xa), embed(model, xb)
             if score == "cosine":
-                s = F.cosine_similarity(za, zb, dim=1)
+                s = F.cosine_similarity(embed(model, xa), embed(model, xb), dim=1)
             else:
-                s = torch.sigmoid(model.head(za, zb))
+                s = torch.sigmoid(
+                    model.forward_from_features(features(model, xa), features(model, xb))
+                )
     finally:
         for module, mode in modes.items():
             module.training = mode

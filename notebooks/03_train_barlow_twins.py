@@ -25,6 +25,11 @@
 # encoder) the encoder's features of `cache_views` altered views per training image are computed
 # once, so both schedules train in minutes on two CPU cores.
 #
+# Two additions that notebook 07's ablation measures, off here by default and set by the
+# profiles: `figure_pairs` (a share of the training pairs are figure-realistic panels, made as
+# the planted figure benchmark makes them: 40-400 px, labels, JPEG, partial crops) and
+# `residual` (the pair head also sees the cosine of the two images' encoder features).
+#
 # **Inputs** (run folder). `data/` (manifest, images, pairs from notebooks 01-02).
 # **Outputs** (run folder): `predictions_<schedule>.csv` (val + test pairs),
 # `model_<schedule>.pt` (weights + config), `checkpoint_<schedule>.pt` (resumable),
@@ -45,6 +50,8 @@ lr_end: float = 0.0003  # learning rate at the end of a phase
 bt_weight: float = 0.5  # lambda of the joint loss L_BCE + lambda * L_BT
 redundancy_weight: float = 0.005  # lambda inside the Barlow Twins loss (off-diagonal term)
 cache_views: int = 3  # altered views per training image when features are cached
+figure_pairs: int = 0  # figure-realistic (source, query) panel pairs per training image (0: none)
+residual: bool = False  # feed the encoder cosine to the pair head (see notebook 07's ablation)
 patience: int = 2  # epochs without a better validation ROC-AUC before a phase stops
 device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 resume: str = ""  # path of a checkpoint to continue from; empty starts fresh
@@ -60,8 +67,8 @@ run = runlog.start(
          freeze_backbone=freeze_backbone, input_size=input_size, epochs=epochs,
          steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr_start=lr_start,
          lr_end=lr_end, bt_weight=bt_weight, redundancy_weight=redundancy_weight,
-         cache_views=cache_views, patience=patience, device=device, resume=resume,
-         n_boot=n_boot, seed=seed),
+         cache_views=cache_views, figure_pairs=figure_pairs, residual=residual,
+         patience=patience, device=device, resume=resume, n_boot=n_boot, seed=seed),
     required={"schedule": str, "epochs": int, "lr_start": float, "seed": int},
 )
 registry.check_schedule(schedule, allowed=registry.PAIR_MODELS)
@@ -72,7 +79,7 @@ cfg = train.TrainConfig(
     freeze_backbone=freeze_backbone, input_size=input_size, epochs=epochs,
     steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr_start=lr_start, lr_end=lr_end,
     bt_weight=bt_weight, redundancy_weight=redundancy_weight, cache_views=cache_views,
-    patience=patience, device=run.device, seed=seed,
+    figure_pairs=figure_pairs, residual=residual, patience=patience, device=run.device, seed=seed,
 )
 cfg
 

@@ -126,5 +126,5 @@ if truth is not None:
 print(f"{int(pairs['flagged'].sum())} flagged pairs; report: {out / 'report.html'}")
 
 # %% [markdown]
-# Open `find/report.html` in a browser. This is the last notebook; `python -m bfutils.find`
+# Open `find/report.html` in a browser. `python -m bfutils.find`
 # runs the same on any folder.

@@ -202,3 +202,21 @@ def test_barlowtwins_fetch_fails_clearly_offline(monkeypatch):
         build_encoder("resnet50", pretrained="barlowtwins-hub")
     with pytest.raises(ValueError, match="only works with name='resnet50'"):
         build_encoder("resnet18", pretrained="barlowtwins-hub")
+
+
+def test_residual_head_adds_the_encoder_cosine_and_stays_symmetric(images):
+    torch.manual_seed(0)
+    model = build_model("resnet18", projector_widths=(32, 16), head_hidden=8, residual=True)
+    model.eval()
+    x, y = images
+    assert torch.equal(model.score(x, y), model.score(y, x))
+    fa, fb = model.features(x), model.features(y)
+    plain = model.head.mlp(
+        torch.cat([(model.embed(x) - model.embed(y)).abs(), model.embed(x) * model.embed(y)], 1)
+    ).squeeze(1)
+    cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1)
+    torch.testing.assert_close(model.forward_from_features(fa, fb), plain + 5.0 * cos)
+    with pytest.raises(ValueError, match="encoder cosine"):
+        model.head(model.embed(x), model.embed(y))
+    assert "head.cos_weight" in model.state_dict()
+    assert "head.cos_weight" not in build_model("resnet18", projector_widths=(8, 4)).state_dict()

@@ -257,3 +257,27 @@ if rank == 0:
     torch.save(init.state_dict(), "{out}/init.pt")
 dist.destroy_process_group()
 """
+
+
+def test_figure_pairs_and_residual_train_save_and_load(setup, tmp_path):
+    """Figure-realistic pairs are cached per training image and drawn as labelled pairs: a
+    positive is the (source, query) of one figure pair of one image; the residual head's
+    weight is saved and restored."""
+    m, images, ev = setup
+    c = cfg(schedule="joint", figure_pairs=2, figure_share=1.0, residual=True)
+    model, data, _ = train.train(c, m, images, ev, val_metric=AUC, progress=False)
+    n_train = int((m["split"] == "train").sum())
+    assert data.figure[0].shape[:2] == data.figure[1].shape[:2] == (2, n_train)
+    fa, fb, y = data.pair_batch(64)
+    src, qry = data.figure[0].reshape(-1, fa.shape[1]), data.figure[1].reshape(-1, fa.shape[1])
+    assert 0 < y.sum() < len(y)
+    for a, b, label in zip(fa, fb, y, strict=True):  # share 1.0: every pair is figure panels
+        k = (src == a).all(1).nonzero()[:, 0]
+        assert len(k) and (qry == b).all(1).any()
+        if label:  # a positive's two sides are the source and query of one figure pair
+            assert (qry[k] == b).all(1).any()
+    train.save_model(model, c, tmp_path / "m.pt")
+    loaded, c2 = train.load_model(tmp_path / "m.pt")
+    assert c2.residual and torch.equal(loaded.head.cos_weight, model.head.cos_weight)
+    with pytest.raises(ValueError, match="figure_pairs needs freeze_backbone"):
+        cfg(figure_pairs=2, freeze_backbone=False)

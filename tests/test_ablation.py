@@ -1,0 +1,46 @@
+"""The ablation's scores on hand-made similarity matrices, its variant names and verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bfutils import ablation
+
+
+def _truth():
+    return pd.DataFrame({"query": [0, 2], "source": [1, 3], "family": ["crop", "blur"]})
+
+
+def test_planted_scores_count_rank1_hits_and_pair_auc():
+    sim = np.full((5, 5), 0.1)
+    sim[0, 1] = sim[1, 0] = 0.9  # planted pair 0-1: its partner is first
+    sim[2, 3] = sim[3, 2] = 0.5  # planted pair 2-3: panel 4 outranks the partner
+    sim[2, 4] = sim[4, 2] = 0.6
+    np.fill_diagonal(sim, np.nan)
+    s = ablation.planted_scores(sim, _truth(), n_boot=50, seed=0)
+    assert s["planted_rank1"] == 0.5
+    # 8 other pairs: 0.9 beats all 8, 0.5 beats 7 of them (not 0.6)
+    assert s["planted_auc"] == pytest.approx((8 + 7) / 16)
+    assert s["planted_rank1_low"] <= 0.5 <= s["planted_rank1_high"]
+    assert s["planted_auc_low"] <= s["planted_auc"] <= s["planted_auc_high"]
+
+
+def test_select_names_and_refuses_unknown_ones():
+    assert list(ablation.select("joint (paper), cosine residual")) == [
+        "joint (paper)", "cosine residual"]  # fmt: skip
+    assert ablation.select("all") == ablation.VARIANTS
+    with pytest.raises(ValueError, match="unknown ablation variants.*known"):
+        ablation.select("joint (paper),bigger")
+
+
+def test_verdict_compares_each_variant_with_the_encoder_at_its_size():
+    cols = {"synthetic_auc": 0.9, "planted_auc": 0.8, "planted_rank1": 0.3}
+    rows = [
+        {"variant": "a", "kind": "trained", "input_size": 96, **cols},
+        {"variant": "b", "kind": "trained", "input_size": 160, **cols},
+        {"variant": "enc 96", "kind": "reference", "input_size": 96, **cols, "planted_auc": 0.7},
+        {"variant": "enc 160", "kind": "reference", "input_size": 160, **cols, "planted_auc": 0.85},
+    ]
+    text = ablation.verdict(pd.DataFrame(rows)).splitlines()
+    assert "planted AUC 0.800 vs 0.700 (beats)" in text[0] and text[0].endswith("96 px")
+    assert "planted AUC 0.800 vs 0.850 (does not beat)" in text[1]
