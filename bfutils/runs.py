@@ -113,6 +113,18 @@ def publish(
     if retrieval.exists():
         extra = "Copy-detection retrieval on the test split (`figures/retrieval_table.csv`):\n\n"
         extra += report.markdown(pd.read_csv(retrieval).round(3))
+    ablation = src / "figures" / "ablation.csv"
+    if ablation.exists():
+        from bfutils import ablation as abl
+
+        result = pd.read_csv(ablation)
+        extra += (
+            "\n\nAblation of the joint model on validation (notebook 07, "
+            "`figures/ablation.csv`; 95% bootstrap intervals; the untrained encoder's cosine "
+            "is the reference):\n\n"
+        )
+        extra += report.markdown(abl.table(result).reset_index())
+        extra += "\n\n" + "\n".join(f"- {line}" for line in abl.verdict(result).splitlines())
     report.update_readme(
         src, report.metrics.to_markdown(table), extra_md=extra, readme=readme, block=block
     )

@@ -182,12 +182,14 @@ def test_run_writes_the_table_and_says_why_a_method_did_not_run(bench, tmp_path,
 
 
 def test_pixel_twins_are_dropped_from_the_pool():
-    # the MNI template is left-right symmetric: sagittal slices at mirrored positions are one
-    # picture under two names, and a distractor twin of a source would be an unlabelled copy
+    # a distractor that is a pixel twin of a source would be an unlabelled copy; the embedded
+    # source itself has none since its mirrored MNI sagittal slices were dropped
     pool, notes = planted.load_pool(["embedded"])
     keys = [planted.content_key(planted._native(rec)) for rec in pool.itertuples()]
     assert len(set(keys)) == len(keys)
-    assert any("pixel twins" in n for n in notes)
+    assert not any("pixel twins" in n for n in notes)
+    twice = pd.concat([pool, pool.iloc[:3]], ignore_index=True)
+    assert planted.drop_twins(twice).sum() == 3
     tile = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     assert planted.content_key(tile) == planted.content_key(tile.copy())
     assert planted.content_key(tile) != planted.content_key(np.roll(tile, 8, axis=1))

@@ -141,13 +141,20 @@ def _volume_slice(vol: _Volume, axis: str, pos: float, frame: int = 0) -> np.nda
 
 
 def _mni_records(**slabbing) -> list[dict]:
-    """Slices of the T1, gm and wm templates; one group = one slab in all three tissues."""
+    """Slices of the T1, gm and wm templates; one group = one slab in all three tissues.
+
+    Sagittal slices are taken from the left hemisphere and the midline only (x <= 0 mm): the
+    templates are left-right symmetric to the voxel, so the slices at x and -x are the same
+    picture, and keeping both put pixel twins under two names in different groups and splits.
+    """
     vols = {stack: _volume(resource) for stack, resource, _ in _MNI}
     brain = vols["T1"].data > _BRAIN_LEVEL  # same slices kept in every tissue
     rows = []
     for ax, axis in enumerate(AXES):
         fraction = brain.mean(axis=tuple(a for a in range(3) if a != ax))
         for index, k in _slabs(fraction, **slabbing).items():
+            if axis == "sagittal" and _slice_pos(vols["T1"], ax, index) > 0:
+                continue  # the mirror image of a slice at -x
             for stack, resource, modality in _MNI:
                 rows.append(
                     row(
