@@ -337,3 +337,69 @@ def _figure(table: pd.DataFrame, out: Path) -> Path | None:
     fig.suptitle("Planted figure benchmark (f: family, s: query size band, a: area band)")
     fig.tight_layout()
     return plots.save(fig, "planted_benchmark", data=long, folder=out)
+
+
+SYNTHETIC_NAME = {
+    "run-joint": "joint",
+    "run-sequential": "sequential",
+    "run-encoder": "imagenet_cnn",
+    "imagededup-phash": "phash",
+}
+"""Planted-benchmark method -> the same method's name in a run's synthetic metrics table."""
+
+
+def for_run(
+    run_dir: str | Path,
+    n_panels: int = 1000,
+    methods: list[str] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Build a planted benchmark inside a run folder and score the run's models on it.
+
+    With the defaults (1,000 panels, seed 0) the benchmark is the README's evaluation
+    benchmark, panel for panel. Writes ``planted/panels`` and ``planted/table.*`` in the run.
+
+    Args:
+        run_dir: the run whose ``model_*.pt`` the ``run-*`` methods score.
+        n_panels: panels in all; a fifth of them are planted reuses (query and source).
+        methods: names from :data:`METHODS` (default: the run's models, their encoder and
+            imagededup's PHash).
+        seed: the benchmark's seed.
+    """
+    from bfutils import planted
+
+    global RUN
+    run_dir = Path(run_dir)
+    bench = run_dir / "planted"
+    if not (bench / "panels").is_dir():
+        planted.build(bench, n_panels=n_panels, n_planted=n_panels // 5, seed=seed)
+    previous, RUN = RUN, str(run_dir)
+    try:
+        return run(bench, bench, methods=methods or list(SYNTHETIC_NAME))
+    finally:
+        RUN = previous
+
+
+def side_by_side(synthetic: pd.DataFrame, planted_table: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic test metrics and the planted benchmark of each model, one row per model.
+
+    Args:
+        synthetic: a run's metrics table (``model``, ``roc_auc``; notebook 05).
+        planted_table: :func:`run`'s table.
+
+    Returns:
+        Rows for every planted method (named as in the synthetic table where it has a row
+        there); columns ``synthetic ROC-AUC`` (test pairs) and the planted ``pair ROC-AUC``,
+        ``rank 1``, ``recall@10`` and ``muAP``; NaN where a method has no such number.
+    """
+    syn = synthetic.set_index("model")["roc_auc"]
+    rows = []
+    for r in planted_table[planted_table["group_kind"] == "all"].itertuples():
+        name = SYNTHETIC_NAME.get(r.method, r.method)
+        rows.append({
+            "model": name, "planted method": r.method,
+            "synthetic test ROC-AUC": syn.get(name, np.nan),
+            "planted pair ROC-AUC": getattr(r, "roc_auc", np.nan), "planted rank 1": r.top1,
+            "planted recall@10": r.recall10, "planted muAP": r.muap,
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("model")

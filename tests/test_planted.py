@@ -266,3 +266,25 @@ def test_summary_row_per_method_and_the_readme_block(bench, tmp_path):
     assert text.startswith("intro\n") and text.endswith("<!-- planted:end -->\noutro\n")
     with pytest.raises(ValueError, match="no <!-- other:start -->"):
         report.replace_block("other", md, readme=readme)
+
+
+def test_side_by_side_names_planted_methods_as_the_synthetic_table_does():
+    from bfutils import planted_methods as pm
+
+    synthetic = pd.DataFrame({"model": ["joint", "imagenet_cnn", "fused"],
+                              "roc_auc": [0.94, 0.87, 0.99]})  # fmt: skip
+    rows = [
+        {"method": "run-joint", "group_kind": "all", "top1": 0.3, "recall10": 0.5,
+         "muap": 0.1, "roc_auc": 0.9},
+        {"method": "run-joint", "group_kind": "family", "top1": 0.1, "recall10": 0.2,
+         "muap": 0.0, "roc_auc": 0.5},
+        {"method": "run-encoder", "group_kind": "all", "top1": 0.25, "recall10": 0.45,
+         "muap": 0.08, "roc_auc": 0.92},
+        {"method": "cosine-lite0-224", "group_kind": "all", "top1": 0.2, "recall10": 0.4,
+         "muap": 0.03, "roc_auc": 0.89},
+    ]  # fmt: skip
+    side = pm.side_by_side(synthetic, pd.DataFrame(rows))
+    assert list(side.index) == ["joint", "imagenet_cnn", "cosine-lite0-224"]
+    assert side.loc["joint", "synthetic test ROC-AUC"] == 0.94
+    assert side.loc["imagenet_cnn", "planted rank 1"] == 0.25
+    assert np.isnan(side.loc["cosine-lite0-224", "synthetic test ROC-AUC"])
