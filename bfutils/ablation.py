@@ -143,7 +143,8 @@ def run(
 
     Returns:
         One row per variant and one per untrained-encoder reference (``kind``), with the
-        overrides, training seconds and the scores of :func:`synthetic_scores` and
+        overrides, ``train_seconds`` (including the encoder features it caches when it cannot
+        reuse those of the variant before) and the scores of :func:`synthetic_scores` and
         :func:`planted_scores`.
     """
     variants = VARIANTS if variants is None else variants
