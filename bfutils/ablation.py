@@ -187,7 +187,7 @@ def _describe(changes: dict) -> str:
 
 def table(result: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """The ablation as shown in notebook 07: each score as ``value [low, high]``."""
-    out = result[["variant", "changes", "input_size"]].copy()
+    out = result[["variant", "changes", "input_size"]].fillna({"changes": ""})
     for col, label in (
         ("synthetic_auc", "synthetic val ROC-AUC"),
         ("planted_auc", "planted val pair ROC-AUC"),

@@ -113,6 +113,15 @@ def publish(
     if retrieval.exists():
         extra = "Copy-detection retrieval on the test split (`figures/retrieval_table.csv`):\n\n"
         extra += report.markdown(pd.read_csv(retrieval).round(3))
+    side = src / "figures" / "synthetic_vs_planted.csv"
+    if side.exists():
+        extra += (
+            "\n\nSynthetic test pairs and the planted figure benchmark side by side (notebook "
+            "05, `figures/synthetic_vs_planted.csv`; the run's models scored on every pair of "
+            "the benchmark's panels; `imagenet_cnn` is their untrained encoder at the same "
+            "input size):\n\n"
+        )
+        extra += report.markdown(pd.read_csv(side).round(3))
     ablation = src / "figures" / "ablation.csv"
     if ablation.exists():
         from bfutils import ablation as abl

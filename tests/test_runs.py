@@ -88,3 +88,30 @@ def test_publish_into_a_second_block_writes_tables_only(two_runs, tmp_path):
 def test_list_runs_skips_links(two_runs):
     (paths.RUNS / "latest").symlink_to("smoke-1")
     assert sorted(p.name for p in runs.list_runs()) == ["cells-1", "smoke-1"]
+
+
+def test_publish_writes_the_side_by_side_and_ablation_tables(two_runs, tmp_path):
+    figures = two_runs[0] / "figures"
+    pd.DataFrame({"model": ["joint"], "planted method": ["run-joint"],
+                  "synthetic test ROC-AUC": [0.93], "planted rank 1": [0.25]}).to_csv(
+        figures / "synthetic_vs_planted.csv", index=False)  # fmt: skip
+    score = {"synthetic_auc": 0.9, "planted_auc": 0.85, "planted_rank1": 0.2}
+    rows = [
+        {
+            "variant": v,
+            "kind": k,
+            "changes": "",
+            "input_size": 96,
+            **score,
+            **{f"{c}_{e}": x for c, x in score.items() for e in ("low", "high")},
+        }
+        for v, k in (("joint (paper)", "trained"), ("encoder 96 px", "reference"))
+    ]
+    pd.DataFrame(rows).to_csv(figures / "ablation.csv", index=False)  # fmt: skip
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.README_START}\nSTALE\n{report.README_END}\n")
+    runs.publish("smoke-1", readme=readme, figures=tmp_path / "published")
+    text = readme.read_text()
+    assert "| joint | run-joint | 0.93 | 0.25 |" in text
+    assert "| joint (paper) |  | 96 | 0.900 [0.90, 0.90] |" in text
+    assert "- joint (paper): planted AUC 0.850 vs 0.850 (does not beat)" in text
