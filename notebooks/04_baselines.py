@@ -40,6 +40,8 @@ batch_size: int = 64  # pairs or view pairs per step
 lr_start: float = 0.001  # AdamW learning rate at the start
 lr_end: float = 0.0003  # learning rate at the end of the cosine decay
 cache_views: int = 3  # altered views per training image when features are cached
+figure_pairs: int = 0  # figure-realistic training pairs per image, as in notebook 03 (the same data for every trained model)
+residual: bool = False  # encoder cosine into the pair head of bce_only, as in notebook 03
 clip_model: str = "ViT-B-32"  # open_clip architecture
 clip_pretrained: str = "laion2b_s34b_b79k"  # open_clip pretrained tag or a local checkpoint path
 hash_methods: str = "phash,dhash,whash,ahash"  # imagededup hash methods, comma-separated
@@ -59,7 +61,7 @@ run = runlog.start(
     dict(encoder=encoder, pretrained=pretrained, freeze_backbone=freeze_backbone,
          input_size=input_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
          batch_size=batch_size, lr_start=lr_start, lr_end=lr_end, cache_views=cache_views,
-         clip_model=clip_model, clip_pretrained=clip_pretrained, hash_methods=hash_methods,
+         figure_pairs=figure_pairs, residual=residual, clip_model=clip_model, clip_pretrained=clip_pretrained, hash_methods=hash_methods,
          keypoint_method=keypoint_method, n_jobs=n_jobs, fuse_with=fuse_with, device=device,
          seed=seed),
     required={"encoder": str, "epochs": int, "n_jobs": int, "fuse_with": str, "seed": int},
@@ -70,7 +72,7 @@ cfg = train.TrainConfig(
     encoder=encoder, pretrained=pretrained or None, freeze_backbone=freeze_backbone,
     input_size=input_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
     batch_size=batch_size, lr_start=lr_start, lr_end=lr_end, cache_views=cache_views,
-    device=run.device, seed=seed,
+    figure_pairs=figure_pairs, residual=residual, device=run.device, seed=seed,
 )
 status = []  # one row per model: model, status, seconds
 
