@@ -288,3 +288,18 @@ def test_side_by_side_names_planted_methods_as_the_synthetic_table_does():
     assert side.loc["joint", "synthetic test ROC-AUC"] == 0.94
     assert side.loc["imagenet_cnn", "planted rank 1"] == 0.25
     assert np.isnan(side.loc["cosine-lite0-224", "synthetic test ROC-AUC"])
+
+
+def test_training_pairs_are_seeded_padded_panels_of_every_image():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    src, qry = planted.training_pairs(images, 2, np.random.default_rng(5))
+    again, _ = planted.training_pairs(images, 2, np.random.default_rng(5))
+    assert len(src) == len(qry) == 2 and src[0].shape == qry[1].shape == images.shape
+    assert all(np.array_equal(a, b) for a, b in zip(src, again, strict=True))
+    assert not np.array_equal(src[0], src[1])  # two draws per image differ
+    # a figure panel keeps the image's content: closer to its own image than to the others
+    for k in range(2):
+        for i in range(3):
+            d = [np.abs(src[k][i].astype(int) - images[j]).mean() for j in range(3)]
+            assert np.argmin(d) == i
