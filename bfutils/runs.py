@@ -121,7 +121,8 @@ def publish(
             "the benchmark's panels; `imagenet_cnn` is their untrained encoder at the same "
             "input size):\n\n"
         )
-        extra += report.markdown(pd.read_csv(side).round(3))
+        frame = pd.read_csv(side).round(3)
+        extra += report.markdown(frame.astype(object).where(frame.notna(), "-"))
     ablation = src / "figures" / "ablation.csv"
     if ablation.exists():
         from bfutils import ablation as abl
