@@ -73,11 +73,12 @@ def planted_matrices(model, cfg, panels: list[np.ndarray], image_size: int) -> d
     (:func:`bfutils.planted_methods.run_model`), then resized to the model's input size.
     """
     square = np.stack([fit_square(p, size=image_size, fit="pad") for p in panels])
+    device = next(model.parameters()).device
     feats = models.encode_images(
         model.encoder, train.model_norm(model), square, size=cfg.input_size,
-        batch_size=128, device="cpu", progress=False,
+        batch_size=128, device=str(device), progress=False,
     )  # fmt: skip
-    f = torch.from_numpy(feats)
+    f = torch.from_numpy(feats).to(device)
     out = {
         "head": retrieval._pair_head_matrix(model, f, f, progress=False),
         "cosine": retrieval._cosine_matrix(f, f),

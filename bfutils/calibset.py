@@ -74,16 +74,16 @@ def build(
         with ``query``, ``source`` (indices into ``images``) and ``family``; notes on the data.
     """
     pool, notes = planted.load_pool()
-    if exclude:
-        keep = ~pool["image_id"].isin(exclude)
-        notes.append(f"left out {int((~keep).sum())} excluded images (e.g. training images)")
-        pool = pool[keep].reset_index(drop=True)
+    # the benchmark's own draw, on the pool it is built from (before any exclusion)
     held = heldout_ids(pool, **(holdout or EVAL_BENCHMARK))
-    free = pool[~pool["image_id"].isin(held)]
+    excluded = pool["image_id"].isin(exclude or ())
+    if exclude:
+        notes.append(f"left out {int(excluded.sum())} excluded images (e.g. training images)")
+    free = pool[~excluded & ~pool["image_id"].isin(held)]
     if len(free) < 2 * n_planted:
-        notes.append(f"only {len(free)} images outside the evaluation benchmark: calibrating "
-                     "on images it also uses (no hold-out)")  # fmt: skip
-        free = pool
+        notes.append(f"only {len(free)} images outside the evaluation benchmark: built from "
+                     "images it also uses (no hold-out)")  # fmt: skip
+        free = pool[~excluded]
     else:
         notes.append(f"held out the {len(held)} images of the evaluation benchmark "
                      f"(seed {(holdout or EVAL_BENCHMARK)['seed']})")  # fmt: skip

@@ -205,6 +205,20 @@ def _link(link: Path, target: Path) -> None:
     link.symlink_to(os.path.relpath(target, link.parent))
 
 
+def _write_timings(path: Path, timings: list[tuple[str, float]]) -> None:
+    """Write the notebooks' wall times; a rerun of some notebooks into an existing run folder
+    (``--only``) replaces their rows and keeps the others, in run order."""
+    rows: dict[str, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            label, _, sec = line.partition("\t")
+            rows[label] = float(sec)
+    rows.update(timings)
+    order = sorted(rows, key=lambda label: label.split("_")[0])  # stable: 03 sequential, joint
+    lines = [f"{label}\t{rows[label]:.1f}" for label in order]
+    path.write_text("notebook\tseconds\n" + "\n".join(lines) + "\n")
+
+
 def run(
     profile_name: str,
     run_name: str | None = None,
@@ -248,8 +262,7 @@ def run(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    lines = [f"{label}\t{sec:.1f}" for label, sec in timings]
-    (out / "timings.tsv").write_text("notebook\tseconds\n" + "\n".join(lines) + "\n")
+    _write_timings(out / "timings.tsv", timings)
     _link(paths.RUNS / "latest", out)
     # the conventional place of the newest run's data, for tools that read the project layout
     # (e.g. ../shared/tools/check_artifacts.py); a link, so runs still own their data

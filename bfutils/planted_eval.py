@@ -88,6 +88,7 @@ def evaluate(
     scores_df: pd.DataFrame,
     threshold: float | None = None,
     method: str = "method",
+    seen_ids: set[str] | None = None,
 ) -> pd.DataFrame:
     """Evaluate one method's pair scores on a planted benchmark (see the module docstring).
 
@@ -97,10 +98,13 @@ def evaluate(
         threshold: The method's decision threshold (pairs with ``score >= threshold`` are
             flagged); None leaves the threshold columns empty.
         method: Name written in the ``method`` column.
+        seen_ids: image ids a trained model saw in training; adds the ``training`` groups
+            ``seen`` and ``unseen`` (planted pairs cut from such an image or not), since a
+            model trained on figure panels of an image has an unfair edge on its reuse.
 
     Returns:
-        One row per group (``group_kind`` = ``all``, ``family``, ``size_band``, ``area_band``)
-        with the columns in :data:`COLUMNS`.
+        One row per group (``group_kind`` = ``all``, ``family``, ``size_band``, ``area_band``,
+        and ``training`` with ``seen_ids``) with the columns in :data:`COLUMNS`.
     """
     panels, truth = load_benchmark(bench_dir)
     files = panels["file"].tolist()
@@ -111,6 +115,9 @@ def evaluate(
     groups = {"all": pd.Series("all", index=truth.index), "family": truth["family"]}
     groups["size_band"] = truth["size_band"]
     groups["area_band"] = area_band(truth["area_fraction"])
+    if seen_ids is not None:
+        seen = truth["image_id"].isin(seen_ids)
+        groups["training"] = pd.Series(np.where(seen, "seen", "unseen"), index=truth.index)
     upper = np.triu(np.ones_like(sim, dtype=bool), k=1)
     positive = np.zeros_like(upper)
     positive[np.minimum(q, s), np.maximum(q, s)] = True

@@ -264,6 +264,7 @@ def run(
     out_dir: str | Path,
     methods: list[str] | None = None,
     extra: dict[str, Method] | None = None,
+    seen_ids: set[str] | None = None,
 ) -> pd.DataFrame:
     """Score every method on a benchmark and write the table, markdown and figure.
 
@@ -276,6 +277,8 @@ def run(
         out_dir: Folder for the results (created).
         methods: Names from :data:`METHODS` (default: all).
         extra: More methods by name, e.g. an oracle in a test.
+        seen_ids: training image ids of the scored run, for the ``training`` groups of
+            :func:`bfutils.planted_eval.evaluate`.
 
     Returns:
         The table (:data:`bfutils.planted_eval.COLUMNS` plus ``wall_s``).
@@ -293,7 +296,9 @@ def run(
         start = time.perf_counter()
         try:
             scores, threshold = table[name](Path(bench_dir), out)
-            part = planted_eval.evaluate(bench_dir, scores, threshold=threshold, method=name)
+            part = planted_eval.evaluate(
+                bench_dir, scores, threshold=threshold, method=name, seen_ids=seen_ids
+            )
         except Exception as err:  # one failing method must not lose the others
             reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
             part = planted_eval.not_run(name, reason)
@@ -357,7 +362,9 @@ def for_run(
     """Build a planted benchmark inside a run folder and score the run's models on it.
 
     With the defaults (1,000 panels, seed 0) the benchmark is the README's evaluation
-    benchmark, panel for panel. Writes ``planted/panels`` and ``planted/table.*`` in the run.
+    benchmark, panel for panel. Writes ``planted-<n_panels>-s<seed>/`` (panels and
+    ``table.*``) in the run, and splits every score by whether the planted pair was cut from
+    one of the run's training images (``training``: ``seen`` / ``unseen``).
 
     Args:
         run_dir: the run whose ``model_*.pt`` the ``run-*`` methods score.
@@ -370,12 +377,17 @@ def for_run(
 
     global RUN
     run_dir = Path(run_dir)
-    bench = run_dir / "planted"
+    bench = run_dir / f"planted-{n_panels}-s{seed}"
     if not (bench / "panels").is_dir():
         planted.build(bench, n_panels=n_panels, n_planted=n_panels // 5, seed=seed)
+    manifest = run_dir / "data" / "manifest.csv"
+    seen = None
+    if manifest.is_file():
+        m = pd.read_csv(manifest, usecols=["image_id", "split"])
+        seen = set(m.loc[m["split"] == "train", "image_id"])
     previous, RUN = RUN, str(run_dir)
     try:
-        return run(bench, bench, methods=methods or list(SYNTHETIC_NAME))
+        return run(bench, bench, methods=methods or list(SYNTHETIC_NAME), seen_ids=seen)
     finally:
         RUN = previous
 
@@ -393,6 +405,9 @@ def side_by_side(synthetic: pd.DataFrame, planted_table: pd.DataFrame) -> pd.Dat
         ``rank 1``, ``recall@10`` and ``muAP``; NaN where a method has no such number.
     """
     syn = synthetic.set_index("model")["roc_auc"]
+    unseen = planted_table[(planted_table["group_kind"] == "training")
+                           & (planted_table["group"] == "unseen")]  # fmt: skip
+    unseen = unseen.set_index("method")["top1"]
     rows = []
     for r in planted_table[planted_table["group_kind"] == "all"].itertuples():
         name = SYNTHETIC_NAME.get(r.method, r.method)
@@ -400,6 +415,7 @@ def side_by_side(synthetic: pd.DataFrame, planted_table: pd.DataFrame) -> pd.Dat
             "model": name, "planted method": r.method,
             "synthetic test ROC-AUC": syn.get(name, np.nan),
             "planted pair ROC-AUC": getattr(r, "roc_auc", np.nan), "planted rank 1": r.top1,
+            "planted rank 1, unseen sources": unseen.get(r.method, np.nan),
             "planted recall@10": r.recall10, "planted muAP": r.muap,
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("model")

@@ -32,11 +32,13 @@ class _Streams:
     """The random streams of a data provider: its pair sampler and its view generator."""
 
     def restart(self, manifest, images, cfg, rank=0):
-        """Start the streams afresh from ``cfg.seed``.
+        """Start the streams afresh from ``cfg.seed``, under ``cfg``.
 
         :func:`train` calls this when it reuses a provider, so a run's batches depend on its
-        own seed only, not on the runs that used the provider before.
+        own seed and settings (e.g. ``figure_share``) only, not on the runs that used the
+        provider before.
         """
+        self.cfg = cfg
         self.sampler = pairs.PairSampler(
             manifest, images, seed=cfg.seed + 1000 * rank,
             config=pairs.PairConfig(positive_share=cfg.positive_share, hard_share=cfg.hard_share),

@@ -128,7 +128,9 @@ if retrieval:
 # (`bfutils.planted`: 40-400 px panels, labels, JPEG, partial crops, sibling distractors, a fifth
 # of the panels planted reuses; seed 0, so 1,000 panels are the README's benchmark) is what a
 # proofreader meets. `run-encoder` is this run's frozen encoder, untrained, at the same input
-# size (`imagenet_cnn` on the synthetic pairs). Written to `planted/` in the run folder.
+# size (`imagenet_cnn` on the synthetic pairs). Written to `planted-<panels>-s<seed>/` in the run
+# folder; "unseen sources" counts only the planted pairs cut from images outside this run's
+# training split (the trained models saw figure panels of the others).
 
 # %%
 if planted_panels:

@@ -44,3 +44,21 @@ def test_verdict_compares_each_variant_with_the_encoder_at_its_size():
     text = ablation.verdict(pd.DataFrame(rows)).splitlines()
     assert "planted AUC 0.800 vs 0.700 (beats)" in text[0] and text[0].endswith("96 px")
     assert "planted AUC 0.800 vs 0.850 (does not beat)" in text[1]
+
+
+def test_validation_panels_avoid_the_evaluation_benchmark_and_excluded_images(monkeypatch):
+    """The benchmark's draw is taken on the pool it is built from, before the exclusion, so
+    neither its images nor the excluded (training) ones reach the validation panels."""
+    from bfutils import calibset, planted
+
+    pool, notes = planted.load_pool(["embedded"])
+    monkeypatch.setattr(planted, "load_pool", lambda: (pool.copy(), list(notes)))
+    holdout = {"seed": 0, "n_panels": 300, "n_planted": 60}
+    held = calibset.heldout_ids(pool, **holdout)
+    exclude = set(pool["image_id"].iloc[::5]) - held
+    _, panels, truth, out_notes = calibset.build(
+        n_panels=40, n_planted=10, seed=3, holdout=holdout, exclude=exclude
+    )
+    used = set(panels["image_id"])
+    assert len(truth) == 10 and not used & held and not used & exclude
+    assert any("held out" in n for n in out_notes)

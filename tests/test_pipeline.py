@@ -104,3 +104,27 @@ def test_a_run_owns_its_outputs_and_shows_progress(tmp_path, monkeypatch, capfd)
     import os
 
     assert os.environ.get("BFUTILS_RUN_DIR") != str(out)
+
+
+def test_a_rerun_of_some_notebooks_keeps_the_other_timings(tmp_path):
+    path = tmp_path / "timings.tsv"
+    pipeline._write_timings(
+        path,
+        [
+            ("01_prepare_data", 13.0),
+            ("03_train_barlow_twins_0_x", 9.0),
+            ("03_train_barlow_twins_1_y", 8.0),
+            ("07_ablation", 200.0),
+        ],
+    )
+    pipeline._write_timings(path, [("07_ablation", 150.0), ("05_metrics_tables", 60.0)])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "notebook\tseconds"
+    assert [line.split("\t")[0] for line in lines[1:]] == [
+        "01_prepare_data",
+        "03_train_barlow_twins_0_x",
+        "03_train_barlow_twins_1_y",
+        "05_metrics_tables",
+        "07_ablation",
+    ]
+    assert "07_ablation\t150.0" in lines

@@ -282,12 +282,16 @@ def test_side_by_side_names_planted_methods_as_the_synthetic_table_does():
          "muap": 0.08, "roc_auc": 0.92},
         {"method": "cosine-lite0-224", "group_kind": "all", "top1": 0.2, "recall10": 0.4,
          "muap": 0.03, "roc_auc": 0.89},
+        {"method": "run-joint", "group_kind": "training", "group": "unseen", "top1": 0.15,
+         "recall10": 0.3, "muap": 0.05, "roc_auc": 0.8},
     ]  # fmt: skip
     side = pm.side_by_side(synthetic, pd.DataFrame(rows))
     assert list(side.index) == ["joint", "imagenet_cnn", "cosine-lite0-224"]
     assert side.loc["joint", "synthetic test ROC-AUC"] == 0.94
     assert side.loc["imagenet_cnn", "planted rank 1"] == 0.25
     assert np.isnan(side.loc["cosine-lite0-224", "synthetic test ROC-AUC"])
+    assert side.loc["joint", "planted rank 1, unseen sources"] == 0.15
+    assert np.isnan(side.loc["imagenet_cnn", "planted rank 1, unseen sources"])
 
 
 def test_training_pairs_are_seeded_padded_panels_of_every_image():
@@ -303,3 +307,13 @@ def test_training_pairs_are_seeded_padded_panels_of_every_image():
         for i in range(3):
             d = [np.abs(src[k][i].astype(int) - images[j]).mean() for j in range(3)]
             assert np.argmin(d) == i
+
+
+def test_seen_and_unseen_sources_are_scored_apart(bench):
+    _, truth = planted_eval.load_benchmark(bench)
+    seen = set(truth["image_id"].iloc[:2])
+    oracle = _all_pairs(bench, lambda t: t * 1.0)
+    table = planted_eval.evaluate(bench, oracle, seen_ids=seen).set_index(["group_kind", "group"])
+    assert table.loc[("training", "seen"), "n"] == truth["image_id"].isin(seen).sum()
+    assert table.loc[("training", "unseen"), "n"] == (~truth["image_id"].isin(seen)).sum()
+    assert "training" not in set(planted_eval.evaluate(bench, oracle)["group_kind"])
