@@ -14,7 +14,10 @@
 # planted figure validation set (panels made as the planted figure benchmark makes them, from
 # images that neither the evaluation benchmark nor this run's training split uses). The
 # untrained encoder's cosine at each input size is the reference a trained model must beat.
-# Intervals are 95% bootstrap intervals (see `bfutils.ablation`).
+# Intervals are 95% bootstrap intervals (see `bfutils.ablation`). Early stopping picks each
+# variant's epoch on the same synthetic validation pairs, so their score flatters the trained
+# variants against the untrained reference; the planted validation set plays no part in
+# training.
 #
 # **Inputs.** `data/` of this run (notebooks 01-02); `../shared/data` for DSB 2018 and BCCD
 # panels when present (without it the planted set is made from the embedded images, and says
