@@ -16,11 +16,8 @@ notes (the detector's provenance records them).
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from bfutils import planted
 
@@ -44,11 +41,6 @@ def heldout_ids(pool: pd.DataFrame, seed: int, n_panels: int, n_planted: int) ->
     bases, siblings, randoms = planted._pick_bases(pool, n_planted, n_panels - 2 * n_planted, rng)
     used = bases + [j for j, _ in siblings] + randoms
     return set(pool.loc[used, "image_id"])
-
-
-def _decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def build(
@@ -108,7 +100,7 @@ def build(
         else:
             made = [("distractor", planted._distractor(base, job_rng))]
         for role, (data, *_rest) in made:
-            images.append(_decode(data))
+            images.append(planted._decode(data))
             rows.append({"image_id": rec.image_id, "group": rec.group, "source": rec.source,
                          "role": role})  # fmt: skip
     return (images, pd.DataFrame(rows), pd.DataFrame(truth, columns=["query", "source", "family"]),

@@ -103,13 +103,7 @@ class FeatureData(_Streams):
         i = self.rng.integers(self.views.shape[1], size=n)
         v1 = self.rng.integers(self.views.shape[0], size=n)
         v2 = (v1 + self.rng.integers(1, self.views.shape[0], size=n)) % self.views.shape[0]
-        x1, x2 = self.views[v1, i], self.views[v2, i]
-        if self.figure is not None:
-            fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share)
-            k = self.rng.integers(self.figure[0].shape[0], size=n)
-            x1 = torch.where(fig[:, None].to(x1.device), self.figure[0][k, i], x1)
-            x2 = torch.where(fig[:, None].to(x2.device), self.figure[1][k, i], x2)
-        return x1, x2
+        return self._with_figures(self.views[v1, i], self.views[v2, i], i, i, np.ones(n, bool))
 
     def pair_batch(self, n):
         """Labelled pairs with the evaluation rules, as cached view features."""
@@ -122,16 +116,22 @@ class FeatureData(_Streams):
         same = ia == ib
         vb[same] = (va[same] + self.rng.integers(1, v, size=same.sum())) % v
         y = torch.tensor(plan["label"].to_numpy(), dtype=torch.float32, device=self.device)
-        xa, xb = self.views[va, ia], self.views[vb, ib]
-        if self.figure is not None:
-            # figure panels: a positive is the (source, query) of one figure pair; a negative,
-            # the source panel of one image against a query panel of another
-            fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share).to(xa.device)
-            k = self.rng.integers(self.figure[0].shape[0], size=n)
-            kb = np.where(same, k, self.rng.integers(self.figure[0].shape[0], size=n))
-            xa = torch.where(fig[:, None], self.figure[0][k, ia], xa)
-            xb = torch.where(fig[:, None], self.figure[1][kb, ib], xb)
+        xa, xb = self._with_figures(self.views[va, ia], self.views[vb, ib], ia, ib, same)
         return xa, xb, y
+
+    def _with_figures(self, xa, xb, ia, ib, same):
+        """Swap a ``figure_share`` of the rows for figure panels: for one image (``same``) the
+        source and query of one of its figure pairs, for two images the source panel of one
+        against a query panel of the other. Unchanged without figure pairs."""
+        if self.figure is None:
+            return xa, xb
+        n, k_max = len(ia), self.figure[0].shape[0]
+        fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share).to(xa.device)
+        k = self.rng.integers(k_max, size=n)
+        kb = k if same.all() else np.where(same, k, self.rng.integers(k_max, size=n))
+        xa = torch.where(fig[:, None], self.figure[0][k, ia], xa)
+        xb = torch.where(fig[:, None], self.figure[1][kb, ib], xb)
+        return xa, xb
 
     def eval_logits_or_cos(self, model, split, score):
         fa, fb = self.eval[split]
