@@ -38,7 +38,7 @@ import time
 import cv2
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bfutils import augment, data, descriptors, detector, metrics, progress
 from bfutils.data import embedded
@@ -63,7 +63,9 @@ ENCODER_FEATURES = ("cos_global", "cos_region", "cos_margin")
 """Fused features that need the encoder's descriptors."""
 
 
-def base_detector(size: int = 224, fit: str = "squash", views=()) -> detector.Detector:
+def base_detector(
+    size: int = 224, fit: str = "squash", views=(), thumb: bool = True
+) -> detector.Detector:
     """An uncalibrated detector: the copy descriptor, keypoints and, when ``views`` are given,
     the offline ImageNet encoder with these preprocessing choices.
 
@@ -77,9 +79,11 @@ def base_detector(size: int = 224, fit: str = "squash", views=()) -> detector.De
     return detector.Detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
-                    "regions": bool(views), "copy": dict(COPY), "phash": True},
+                    "regions": bool(views), "copy": dict(COPY), "phash": True,
+                    **({"thumb": True} if thumb else {})},
         keypoints=dict(KEYPOINTS),
-        features=[f for f in detector.FEATURES if views or f not in ENCODER_FEATURES],
+        features=[f for f in detector.FEATURES
+                  if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))],
     )  # fmt: skip
 
 
@@ -234,6 +238,20 @@ def typical_rivals(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def top1(table: pd.DataFrame) -> float:
+    """Share of the planted pairs (``label`` 1) that score above every other candidate pair of
+    either of their images: the partner at rank 1, seen from both panels."""
+    best: dict = {}
+    for a, b, s, y in table[["a", "b", "score", "label"]].itertuples(index=False):
+        if not y:
+            for key in (a, b):
+                best[key] = max(best.get(key, -np.inf), s)
+    pos = table[table["label"] == 1]
+    hits = [s > max(best.get(a, -np.inf), best.get(b, -np.inf))
+            for a, b, s in pos[["a", "b", "score"]].itertuples(index=False)]  # fmt: skip
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
     """Fit the fused model on pairs within 60 % of the groups; threshold and metrics on pairs
     within the other 40 % (pairs across the split are left out)."""
@@ -260,6 +278,8 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
         "val_positives": int(v["label"].sum()),
         "val_roc_auc": float(roc_auc_score(v["label"], v["score"])),
         "val_roc_auc_pair_score": float(roc_auc_score(v["label"], v["pair_score"])),
+        "val_ap": float(average_precision_score(v["label"], v["score"])),
+        "val_top1": top1(v),
         "val_recall": float(flagged[v["label"] == 1].mean()),
         "val_false_flags": int(flagged[v["label"] == 0].sum()),
         "val_fpr_hard": float(flagged[v["kind"] == "hard"].mean()),
@@ -269,8 +289,8 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
     }  # fmt: skip
 
 
-def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300,
-              seed=1, show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
+def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
+              thumb=True, show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
     Returns:
@@ -280,7 +300,7 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
     from bfutils import calibset
 
     t0 = time.perf_counter()
-    det = base_detector(size=size, fit=fit_mode, views=views)
+    det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb)
     images, panels, truth, notes = calibset.build(n_panels=n_panels, n_planted=n_planted,
                                                   seed=seed)  # fmt: skip
     table = scan_table(images, panels, truth, det, show_progress=show_progress)
@@ -310,10 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-panels", type=int, default=1200)
     ap.add_argument("--n-planted", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1, help="not the evaluation benchmark's (0)")
+    ap.add_argument(
+        "--no-thumb",
+        action="store_true",
+        help="leave out the grey-thumbnail shortlist and features (bfutils.thumbs)",
+    )
     args = ap.parse_args(argv)
     det, report = calibrate(
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
+        thumb=not args.no_thumb,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bfutils import classic, panels, phash, progress
+from bfutils import classic, panels, phash, progress, thumbs
 
 REGION_WINDOWS = ((5, 2), (4, 3))
 """(window side in feature-map cells, windows per axis): 2x2 windows of 5/7 and 3x3 of 4/7 of
@@ -200,7 +200,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
     Returns:
         One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16 (empty when the
         detector has no encoder views), ``phash`` (8, 8) uint8 when the detector asks for it
-        (:mod:`bfutils.phash`), ``points``,
+        (:mod:`bfutils.phash`), ``thumb`` (32, 32) uint8 when it asks for that
+        (:mod:`bfutils.thumbs`), ``points``,
         ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
         the detector has a copy descriptor (:mod:`bfutils.copydesc`).
     """
@@ -233,6 +234,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
             rec["copy"] = copy[n].astype(np.float16)
         if pre.get("phash"):
             rec["phash"] = phash.hashes(image)
+        if pre.get("thumb"):
+            rec["thumb"] = thumbs.thumbnail(image)
         out.append(rec)
     return out
 

@@ -217,6 +217,54 @@ def phash_shortlist(
     return found
 
 
+THUMB_K = 2
+"""Candidates per image from the grey thumbnails (:mod:`bfutils.thumbs`): whole-panel copies
+whose thumbnails correlate best (re-contrasted, recoloured, blurred or turned sparse panels that
+the copy descriptor and the keypoints miss)."""
+
+
+def thumb_shortlist(
+    query_keys, index_keys, recs, k: int = THUMB_K, same_set: bool = True
+) -> dict[tuple[str, str], float]:
+    """Top-``k`` partners of every query image by thumbnail correlation (exact inner-product
+    search, faiss ``IndexFlatIP``): each of the query's 8 orientations against the others'
+    upright thumbnails, so a flipped or rotated copy is found too.
+
+    Images without thumbnails (a detector without them) give no candidates.
+
+    Returns:
+        ``{(key_a, key_b): correlation}`` over unordered pairs (keys sorted).
+    """
+    from bfutils import thumbs
+
+    index_keys = [key for key in index_keys if "thumb" in recs[key]]
+    query_keys = [key for key in query_keys if "thumb" in recs[key]]
+    if not index_keys or not query_keys:
+        return {}
+    index = faiss.IndexFlatIP(thumbs.SIDE * thumbs.SIDE)
+    for start in range(0, len(index_keys), 1024):
+        index.add(np.stack([thumbs.vectors(recs[key]["thumb"])[0]
+                            for key in index_keys[start : start + 1024]]))  # fmt: skip
+    n_search = min(len(index_keys), k + 1)
+    found: dict[tuple[str, str], float] = {}
+    for start in range(0, len(query_keys), 256):
+        keys = query_keys[start : start + 256]
+        q = np.concatenate([thumbs.vectors(recs[key]["thumb"]) for key in keys])  # 8 rows each
+        sims, ids = index.search(q, n_search)
+        sims = sims.reshape(len(keys), -1)
+        ids = ids.reshape(len(keys), -1)
+        for key, row_s, row_i in zip(keys, sims, ids, strict=True):
+            best: dict[int, float] = {}
+            for sim, i in zip(row_s, row_i, strict=True):
+                if i >= 0 and not (same_set and index_keys[i] == key):
+                    best[i] = max(best.get(i, -2.0), float(sim))
+            for i, sim in sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]:
+                other = index_keys[i]
+                pair = (key, other) if key < other else (other, key)
+                found[pair] = max(found.get(pair, -2.0), sim)
+    return found
+
+
 def shortlist_all(
     queries, refs, recs, det, k: int = 10, within: bool = True, show_progress: bool = True
 ) -> tuple[dict[tuple[str, str], float], dict]:
@@ -255,6 +303,8 @@ def shortlist_all(
             found[pair] = max(found.get(pair, -2.0), s)
         for pair in phash_shortlist(queries, queries, recs, k=min(k, PHASH_K)):
             found.setdefault(pair, -2.0)
+        for pair in thumb_shortlist(queries, queries, recs, k=min(k, THUMB_K)):
+            found.setdefault(pair, -2.0)
     if refs and queries:
         for q, i in ((queries, refs), (refs, queries)):  # a panel cut from either side
             if det.uses_encoder:
@@ -264,6 +314,8 @@ def shortlist_all(
             for pair, s in copy_shortlist(q, i, recs, det, k=k, same_set=False).items():
                 found[pair] = max(found.get(pair, -2.0), s)
             for pair in phash_shortlist(q, i, recs, k=min(k, PHASH_K), same_set=False):
+                found.setdefault(pair, -2.0)
+            for pair in thumb_shortlist(q, i, recs, k=min(k, THUMB_K), same_set=False):
                 found.setdefault(pair, -2.0)
     side = set(queries)
     votes, common = keyvote.shortlist(list(queries) + list(refs), recs, k=k,

@@ -142,7 +142,13 @@ def test_a_pair_alone_is_set_against_the_typical_rival():
 
     det = detector.default()
     assert set(det.fused["rival"]) == set(detector.MARGINS)  # stored by bfutils.calibrate
-    feats = {"inlier_ratio": 0.5, "cos_copy": 0.3, "phash_sim": 0.6, "pair_score": 0.3}
+    feats = {
+        "inlier_ratio": 0.5,
+        "cos_copy": 0.3,
+        "phash_sim": 0.6,
+        "pair_score": 0.3,
+        "thumb_sim": 0.4,
+    }
     alone = pd.DataFrame([{"a": "x", "b": "y", **feats}])  # one pair: no rivals
     for margin, value in detector.MARGINS.items():
         got = detector.rival_margins(alone, value, default=detector.typical_rival(det, margin))
