@@ -6,12 +6,15 @@ Two stages, as the ISC 2021 matching-track winners did it (global retrieval, the
 verification), with all per-image work done once and cached (:mod:`bfutils.descriptors`):
 
 1. **embed**: every image once, batched: an SSCD copy descriptor (:mod:`bfutils.copydesc`),
-   perceptual hashes (:mod:`bfutils.phash`), keypoints and, if the detector has encoder views
+   perceptual hashes (:mod:`bfutils.phash`), grey thumbnails (:mod:`bfutils.thumbs`),
+   keypoints and, if the detector has encoder views
    (the shipped default has none), encoder descriptors of the image and of its sub-regions.
    Cached by content hash, so re-scanning a grown library only embeds the new files.
 2. **index**: a faiss exact inner-product index (``IndexFlatIP``) of the copy descriptors
    (:func:`copy_shortlist`), an exact Hamming index of the perceptual hashes in 8 orientations
-   (:func:`phash_shortlist`), and for a detector with encoder views one of the indexed views
+   (:func:`phash_shortlist`), an exact inner-product index of the grey thumbnails in 8
+   orientations (:func:`thumb_shortlist`), and for a detector with encoder views one of the
+   indexed views
    and regions of every image (:func:`shortlist`); each image takes its ``k`` nearest images.
    Exact search is fine to about 1M vectors (~10k-70k images); beyond, switch to
    ``IndexHNSWFlat`` (no training, ~2x memory) or ``IndexIVFPQ`` (trained, compressed: 512-d
@@ -20,7 +23,7 @@ verification), with all per-image work done once and cached (:mod:`bfutils.descr
    up its nearest neighbours in all other images;
    keypoints found in many images, the figure's shared annotations, are set aside), which
    finds the partial, rotated, mirrored and annotated copies the descriptors rank low; the
-   union of all three is verified.
+   union of all of them is verified.
 3. **verify**: the shortlist only: one-to-one keypoint matches, a plausible affine RANSAC fit
    (mirror tried), a-contrario evidence, the matched box in each image
    (:func:`bfutils.verify.verify`).
