@@ -284,7 +284,7 @@ def evaluate_all(build: dict, run_dir, device: str = "cpu", progress: bool = Tru
             "top10": m["top10"], "micro_ap": m["muap"], "n_queries": m["n_queries"],
             "n_references": sim.shape[1], "n_distractors": m["n_queries"] - m["n_matched"],
         })  # fmt: skip
-    if (run_dir / "fused_model.joblib").exists():
+    if (run_dir / "fused_model.json").exists():
         sim, _ = verified_similarity(build, run_dir, device=device)
         m = metrics.retrieval_metrics(sim, gt)
         rows.append({
@@ -296,7 +296,7 @@ def evaluate_all(build: dict, run_dir, device: str = "cpu", progress: bool = Tru
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def verified_similarity(build: dict, run_dir, k: int = 10, n_jobs: int = 2, device="cpu"):
+def verified_similarity(build: dict, run_dir, k: int = 10, device="cpu"):
     """Pair-model retrieval whose top-``k`` candidates are re-scored by the fused model.
 
     The classic copy-detection recipe (a global search, then geometric verification of the
@@ -306,13 +306,14 @@ def verified_similarity(build: dict, run_dir, k: int = 10, n_jobs: int = 2, devi
     verified ones, so the ranking stays total (no ties).
 
     Returns:
-        ``(similarity (Q, R), seconds spent on keypoint matching)``.
+        ``(similarity (Q, R), seconds spent on verification)``; each query and reference is
+        described once (:func:`bfutils.baselines.verify_details`).
     """
     import time
 
     from bfutils import baselines
 
-    pipeline, fuse_with = baselines.load_fused(Path(run_dir) / "fused_model.joblib")
+    pipeline, fuse_with = baselines.load_fused(Path(run_dir) / "fused_model.json")
     model_path = Path(run_dir) / f"model_{fuse_with}.pt"
     sim = similarity("pair_model", build, model_path=model_path, device=device, progress=False)
     k = min(k, sim.shape[1])
@@ -320,9 +321,7 @@ def verified_similarity(build: dict, run_dir, k: int = 10, n_jobs: int = 2, devi
     q_idx = np.repeat(np.arange(sim.shape[0]), k)
     r_idx = top.ravel()
     t0 = time.perf_counter()
-    details = classic.keypoint_details(
-        build["queries"][q_idx], build["references"][r_idx], n_jobs=n_jobs, progress=False
-    )
+    details = baselines.verify_details(build["queries"][q_idx], build["references"][r_idx])
     seconds = time.perf_counter() - t0
     out = sim - 2.0  # below every fused probability
     out[q_idx, r_idx] = baselines.fused_scores(pipeline, sim[q_idx, r_idx], details)

@@ -22,12 +22,12 @@
 # | `clip` | open_clip image tower, cosine; *not run* when no pretrained weights can be loaded |
 # | `phash`, `dhash`, `whash`, `ahash` | perceptual hashes through imagededup; score = 1 − Hamming/64 |
 # | `keypoints` | SIFT, ratio test, RANSAC similarity fit, mirrored image tried too; score = inliers |
-# | `fused` | logistic regression on the pair model's score and the keypoint evidence, fitted on validation pairs only |
+# | `fused` | logistic regression on the pair model's score and the finder's symmetric evidence (keypoint fit, copy descriptor, hashes, thumbnails), fitted on validation pairs only |
 #
 # **Inputs** (run folder). `data/`, and `predictions_<fuse_with>.csv` from notebook 03 in the run folder.
 # **Outputs** (run folder): `predictions_<model>.csv` for every model that ran, `model_<name>.pt`
-# for the learned baselines, `keypoint_details.csv`, `baseline_status.csv` (status and seconds per
-# model), `fused_coefficients.csv`.
+# for the learned baselines, `keypoint_details.csv`, `verify_details.csv`, `baseline_status.csv`
+# (status and seconds per model), `fused_coefficients.csv`, `fused_model.json`.
 
 # %% tags=["parameters"]
 encoder: str = "efficientnet_lite0"  # same backbone as notebook 03
@@ -130,17 +130,20 @@ print(f"{1000 * kp_details['seconds'].mean():.1f} ms per pair (one process)")
 
 # %% [markdown]
 # ## The fused model
-# Logistic regression on the pair model's logit and log keypoint inliers/matches, **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores.
+# Logistic regression on the pair model's logit and the finder's evidence for the pair (`baselines.verify_evidence`, the shipped detector's descriptors: one-to-one keypoint matches, a plausible fit and its a-contrario evidence, the SSCD copy cosine, perceptual-hash and grey-thumbnail similarity; each symmetric in the two images), **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores. Saved as plain JSON (`fused_model.json`).
 
 # %%
+vf_details, vf_sec = baselines.timed(baselines.verify_evidence, eval_sets)
+vf_details.to_csv(run.path("verify_details.csv"), index=False)
+print(f"{1000 * vf_details['seconds'].mean():.1f} ms per pair (describe + verify)")
 pair_pred = results.read_predictions(run.dir)[fuse_with]
 (fused_preds, coef, fused_model), fit_sec = baselines.timed(
-    baselines.fused, pair_pred, kp_details, seed=seed)
+    baselines.fused, pair_pred, vf_details, seed=seed)
 results.write_predictions(fused_preds, run.dir, "fused")
-baselines.save_fused(fused_model, fuse_with=fuse_with, path=run.path("fused_model.joblib"))
+baselines.save_fused(fused_model, fuse_with=fuse_with, path=run.path("fused_model.json"))
 pd.DataFrame([coef]).to_csv(run.path("fused_coefficients.csv"), index=False)
-# its cost is the keypoint evidence plus the fit (the pair model's cost is in notebook 03)
-status.append({"model": "fused", "status": "ok", "seconds": sec + fit_sec})
+# its cost is the verification evidence plus the fit (the pair model's cost is in notebook 03)
+status.append({"model": "fused", "status": "ok", "seconds": vf_sec + fit_sec})
 pd.DataFrame(status).to_csv(run.path("baseline_status.csv"), index=False)
 pd.DataFrame([coef]).round(3)
 

@@ -26,8 +26,9 @@ def evidence():
         score = np.clip(0.5 + 0.3 * (t["label"] - 0.5) + rng.normal(0, 0.2, n), 0.01, 0.99)
         inl = rng.poisson(np.where(t["label"] == 1, 30, 5))
         preds.append(t.assign(score=score, model="joint"))
-        details.append(pd.DataFrame({"pair_id": t["pair_id"], "inliers": inl, "matches": inl + 3,
-                                     "keypoints_a": rng.integers(50, 500, n)}))  # fmt: skip
+        d = {c: rng.normal(0, 1, n) for c in baselines.VERIFY_COLUMNS}
+        d |= {"evidence": inl / 2.0, "log_inliers": np.log1p(inl)}
+        details.append(pd.DataFrame({"pair_id": t["pair_id"], **d}))
     return pd.concat(preds, ignore_index=True), pd.concat(details, ignore_index=True)
 
 
@@ -61,10 +62,49 @@ def test_fused_validation_scores_are_cross_fitted(evidence):
     assert not np.allclose(val["score"], out_seed[out_seed["split"] == "val"]["score"])
 
 
-def test_fused_refuses_missing_keypoint_evidence(evidence):
+def test_fused_refuses_missing_or_old_evidence(evidence):
     pred, details = evidence
-    with pytest.raises(ValueError, match="keypoint details are missing"):
+    with pytest.raises(ValueError, match="verification details are missing"):
         baselines.fused(pred, details.iloc[:-5], seed=0)
+    old = pd.DataFrame({"pair_id": details["pair_id"], "inliers": 3, "matches": 5,
+                        "keypoints_a": 100})  # fmt: skip  # keypoint_details.csv of an older run
+    with pytest.raises(ValueError, match="re-run notebook 04"):
+        baselines.fused(pred, old, seed=0)
+
+
+def test_fused_model_is_saved_as_json_and_scores_the_same(evidence, tmp_path):
+    import json
+
+    pred, details = evidence
+    out, _, pipe = baselines.fused(pred, details, seed=0)
+    path = tmp_path / "fused_model.json"
+    baselines.save_fused(pipe, fuse_with="joint", path=path)
+    assert json.loads(path.read_text())["columns"] == baselines.FUSE_COLUMNS  # plain JSON
+    model, fuse_with = baselines.load_fused(path)
+    test = (pred["split"] == "test").to_numpy()
+    again = baselines.fused_scores(model, pred.loc[test, "score"].to_numpy(), details[test])
+    assert fuse_with == "joint"
+    assert np.allclose(again, out[out["split"] == "test"]["score"].to_numpy())
+    path.write_bytes(b"\x80\x04 not json")  # e.g. an older run's joblib pickle
+    with pytest.raises(ValueError, match="not a fused model file"):
+        baselines.load_fused(path)
+
+
+def test_verify_details_are_symmetric_and_find_a_copy():
+    from skimage import data
+
+    tissue = np.ascontiguousarray(data.immunohistochemistry()[:200, :200])
+    other = np.ascontiguousarray(data.immunohistochemistry()[300:500, 300:500])
+    copy = np.ascontiguousarray(np.rot90(tissue)[20:180, 10:190])
+    a, b = [tissue, tissue, other], [copy, other, copy]
+    there = baselines.verify_details(a, b)
+    back = baselines.verify_details(b, a)
+    assert list(there.columns[: len(baselines.VERIFY_COLUMNS)]) == baselines.VERIFY_COLUMNS
+    cols = baselines.VERIFY_COLUMNS
+    assert np.allclose(there[cols].to_numpy(), back[cols].to_numpy())
+    assert there["evidence"][0] > 5 and there["evidence"][1] == 0 and there["evidence"][2] == 0
+    with pytest.raises(ValueError, match="3 images a but 2"):
+        baselines.verify_details(a, b[:2])
 
 
 def test_hashes_and_keypoints_score_every_pair():

@@ -188,9 +188,9 @@ def test_verified_similarity_rescores_only_the_short_list(build, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, len(baselines.FUSE_COLUMNS)))
     pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, (x[:, 1] > 0).astype(int))
-    baselines.save_fused(pipe, fuse_with="joint", path=tmp_path / "fused_model.joblib")
+    baselines.save_fused(pipe, fuse_with="joint", path=tmp_path / "fused_model.json")
     plain = retrieval.similarity("pair_model", build, model_path=tmp_path / "model_joint.pt")
-    sim, seconds = retrieval.verified_similarity(build, tmp_path, k=3, n_jobs=1)
+    sim, seconds = retrieval.verified_similarity(build, tmp_path, k=3)
     assert sim.shape == plain.shape and seconds >= 0
     verified = sim >= 0
     assert (verified.sum(axis=1) == 3).all()  # exactly the top 3 of each query re-scored
