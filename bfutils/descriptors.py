@@ -11,6 +11,8 @@ For every panel the finder needs, and computes exactly once:
   (:mod:`bfutils.copydesc`);
 * **perceptual hashes** (if the detector has them): imagededup's PHash in the 8 orientations
   of the square (:mod:`bfutils.phash`);
+* a **grey thumbnail** (if the detector has them): the rank-equalised 32 x 32 brightest
+  channel (:mod:`bfutils.thumbs`);
 * **keypoints**: SIFT positions and descriptors of the grey image (contrast-stretched,
   resized so the short side is at least ``min_side`` and the long side at most ``max_side``).
 
@@ -188,6 +190,18 @@ def save_cached(cache: Path | None, sha: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def _check_thumb_settings(spec) -> None:
+    """Refuse a detector whose thumbnails this version does not compute (``True``, in a file
+    written before the settings were stored, means this version's)."""
+    if isinstance(spec, dict) and (spec.get("side"), spec.get("sigma")) != (
+        thumbs.SIDE, thumbs.SIGMA,
+    ):  # fmt: skip
+        raise ValueError(
+            f"the detector asks for {spec} thumbnails; this version of bfutils.thumbs computes "
+            f"side {thumbs.SIDE}, sigma {thumbs.SIGMA}: recalibrate (python -m bfutils.calibrate)"
+        )
+
+
 def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[dict]:
     """Descriptors of in-memory RGB uint8 images (what :func:`describe` caches per file).
 
@@ -235,6 +249,7 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         if pre.get("phash"):
             rec["phash"] = phash.hashes(image)
         if pre.get("thumb"):
+            _check_thumb_settings(pre["thumb"])
             rec["thumb"] = thumbs.thumbnail(image)
         out.append(rec)
     return out

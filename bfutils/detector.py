@@ -24,9 +24,9 @@ It is written with ``torch.save`` of plain types and tensors and read with
 
 The **default detector** (:func:`default`) ships as ``bfutils/detectors/default.pt`` (a few
 kB). It has no encoder views: it describes panels by the SSCD copy descriptor, perceptual
-hashes and keypoints (``uses_encoder`` is False; the encoder fields keep the offline ImageNet
-Lite0 for ``--views``). Rebuild it with ``python -m bfutils.calibrate --out
-bfutils/detectors/default.pt`` (about a minute and a half on 2 cores; seeded, so the same
+hashes, grey thumbnails and keypoints (``uses_encoder`` is False; the encoder fields keep
+the offline ImageNet Lite0 for ``--views``). Rebuild it with ``python -m bfutils.calibrate --out
+bfutils/detectors/default.pt`` (about two minutes on 2 cores; seeded, so the same
 command on the same data gives the same file up to float rounding). Its
 ``provenance["data"]`` and ``["notes"]`` say which images it was calibrated on.
 """

@@ -284,6 +284,9 @@ def evaluate_all(build: dict, run_dir, device: str = "cpu", progress: bool = Tru
             "top10": m["top10"], "micro_ap": m["muap"], "n_queries": m["n_queries"],
             "n_references": sim.shape[1], "n_distractors": m["n_queries"] - m["n_matched"],
         })  # fmt: skip
+    if (run_dir / "fused_model.joblib").exists() and not (run_dir / "fused_model.json").exists():
+        print(f"fused retrieval row left out: {run_dir} holds an older fused_model.joblib "
+              "(a pickle, fitted on other features); re-run notebook 04")  # fmt: skip
     if (run_dir / "fused_model.json").exists():
         sim, _ = verified_similarity(build, run_dir, device=device)
         m = metrics.retrieval_metrics(sim, gt)

@@ -85,6 +85,10 @@ def test_fused_model_is_saved_as_json_and_scores_the_same(evidence, tmp_path):
     again = baselines.fused_scores(model, pred.loc[test, "score"].to_numpy(), details[test])
     assert fuse_with == "joint"
     assert np.allclose(again, out[out["split"] == "test"]["score"].to_numpy())
+    spec = json.loads(path.read_text())
+    path.write_text(json.dumps(spec | {"detector": "sscd-000000000000"}))
+    with pytest.raises(ValueError, match="fitted on the features of detector"):
+        baselines.load_fused(path)  # the shipped detector was recalibrated since
     path.write_bytes(b"\x80\x04 not json")  # e.g. an older run's joblib pickle
     with pytest.raises(ValueError, match="not a fused model file"):
         baselines.load_fused(path)
