@@ -99,8 +99,9 @@ VERIFY_COLUMNS = ["evidence", "log_inliers", "inlier_ratio", "coverage", "cos_co
                   "thumb_sim"]  # fmt: skip
 """The finder's pair features (:func:`bfutils.detector.pair_features`) the fused model uses.
 
-On the smoke run's synthetic pairs (2026-12-04, validation cross-fitted / test ROC-AUC) these
-with the pair logit gave 0.979 / 0.989; the earlier inputs (the pair logit and the inlier and
+In a one-off comparison on the synthetic pairs of a smoke run (2026-12-04, the same pair-model
+scores; validation cross-fitted / test ROC-AUC) these with the pair logit gave 0.979 / 0.989;
+the earlier inputs (the pair logit and the inlier and
 match counts of :func:`bfutils.classic.keypoint_details`, plus the keypoint count of image a,
 which made the score depend on the order of the two images) 0.971 / 0.979."""
 FUSE_COLUMNS = ["pair_logit", *VERIFY_COLUMNS]
