@@ -17,9 +17,10 @@
 # folder in the run folder from the embedded images, with planted copies, so the notebook runs
 # on a fresh clone. `reference_dir`: an optional library of published images to compare
 # against. `detector`: a detector file; empty uses the shipped default (SSCD copy descriptors,
-# a keypoint shortlist that ignores the annotation glyphs panels share, and keypoint
-# verification, calibrated on 1,200 figure-like panels with planted reuse made from the
-# embedded images, DSB 2018 and BCCD, none of them an image of the planted benchmark;
+# perceptual hashes and grey thumbnails in 8 orientations, a keypoint shortlist that ignores
+# the annotation glyphs panels share, and keypoint verification, calibrated on 1,090
+# figure-like panels with planted reuse made from the embedded images, DSB 2018 and BCCD, none
+# of them an image of the planted benchmark;
 # `python -m bfutils.calibrate` rebuilds it).
 #
 # **Outputs** (in the run folder, `runs/interactive/` unless the pipeline names another):
@@ -76,8 +77,9 @@ sorted(p.name for p in folder.iterdir())[:10]
 # %% [markdown]
 # ## Embed, shortlist, verify, score
 # Every image is embedded once (cached by content hash), each takes its nearest candidates
-# from faiss indexes of copy descriptors, whole-image and sub-region descriptors and shared
-# keypoints, and only those candidates are matched with keypoints. The score is symmetric in
+# from faiss indexes of copy descriptors, perceptual hashes, grey thumbnails (and, for a
+# detector with an encoder, whole-image and sub-region descriptors) and shared keypoints, and
+# only those candidates are matched with keypoints. The score is symmetric in
 # the two images.
 
 # %%
