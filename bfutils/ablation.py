@@ -38,6 +38,12 @@ VARIANTS: dict[str, dict] = {  # ordered so that variants sharing cached feature
     "projector 256-256-128": {"projector_widths": (256, 256, 128)},
     "figure pairs": {"figure_pairs": 4},
     "figure pairs + residual": {"figure_pairs": 4, "residual": True},
+    "last stage trained": {"train_stages": 1},
+    "last stage trained + figure pairs + residual": {
+        "train_stages": 1,
+        "figure_pairs": 4,
+        "residual": True,
+    },  # fmt: skip
     "input 160 px": {"input_size": 160},
     "input 160 px + figure pairs + residual": {
         "input_size": 160,
@@ -168,8 +174,9 @@ def run(
             **synthetic_scores(labels, scored, n_boot, base.seed),
             **planted_scores(sims["head"], validation["truth"], n_boot, base.seed),
         })  # fmt: skip
-        if cfg.input_size not in references:
-            fa, fb = data.eval["val"]
+        if cfg.input_size not in references and not cfg.train_stages:
+            # (a model with trained last stages has another encoder: its cosine is no reference)
+            fa, fb = data.eval_reference["val"]
             cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1).cpu().numpy()
             references[cfg.input_size] = {
                 "variant": f"{ENCODER} {cfg.input_size} px", "kind": "reference",

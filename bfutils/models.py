@@ -285,9 +285,13 @@ class SiameseModel(nn.Module):
         head: nn.Module,
         norm: Norm,
         freeze_backbone: bool = True,
+        train_stages: int = 0,
     ) -> None:
         super().__init__()
         self.encoder, self.projector, self.head = encoder, projector, head
+        self.train_stages = int(train_stages)
+        if self.train_stages:
+            encoder_split(encoder, self.train_stages)  # fails early on an encoder it cannot split
         mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in norm)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -311,6 +315,13 @@ class SiameseModel(nn.Module):
         self._check_images(x)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             return self.encoder(_normalise(x, mean=self.mean, std=self.std))
+
+    def trunk_and_tail(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """The frozen trunk and the trained last ``train_stages`` stages of the encoder
+        (:func:`encoder_split`); ``tail(trunk(x)) == encoder(x)``."""
+        if not self.train_stages:
+            raise ValueError("this model trains no encoder stages (train_stages=0)")
+        return encoder_split(self.encoder, self.train_stages)
 
     def embed(self, x: Tensor) -> Tensor:
         """Projector output z = g(f(x)), shape (N, D)."""
@@ -357,6 +368,41 @@ class SiameseModel(nn.Module):
             )
 
 
+def encoder_split(encoder: nn.Module, stages: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """Split a timm EfficientNet or ResNet into a trunk and its last ``stages`` stages.
+
+    The tail also holds the final 1x1 convolution (EfficientNet) and the global pooling, so
+    ``tail(trunk(x)) == encoder(x)``. Both share the encoder's modules (training the tail trains
+    the encoder); they are built on each call and registered nowhere, so a model's state dict
+    keeps its keys.
+
+    Raises:
+        ValueError: ``stages`` out of range, or an encoder of another kind.
+    """
+    if hasattr(encoder, "blocks") and hasattr(encoder, "conv_head"):  # timm EfficientNet
+        body, head = list(encoder.blocks), [encoder.conv_head, encoder.bn2, encoder.global_pool]
+        stem = [encoder.conv_stem, encoder.bn1]
+        extra = float(getattr(encoder, "drop_rate", 0.0))
+    elif hasattr(encoder, "layer4"):  # timm ResNet
+        body = [encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4]
+        stem, head = (
+            [encoder.conv1, encoder.bn1, encoder.act1, encoder.maxpool],
+            [encoder.global_pool],
+        )
+        extra = float(getattr(encoder, "drop_rate", 0.0))
+    else:
+        raise ValueError(
+            "train_stages needs a timm EfficientNet or ResNet encoder, got "
+            f"{type(encoder).__name__}"
+        )
+    if not 1 <= stages < len(body):
+        raise ValueError(f"train_stages must be in 1..{len(body) - 1}, got {stages}")
+    if extra or not isinstance(getattr(encoder, "fc", getattr(encoder, "classifier", None)),
+                               nn.Identity):  # fmt: skip
+        raise ValueError("train_stages needs an encoder without dropout or classifier")
+    return nn.Sequential(*stem, *body[:-stages]), nn.Sequential(*body[-stages:], *head)
+
+
 def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (x - mean) / std
 
@@ -368,6 +414,7 @@ def build_model(
     head_hidden: int = 256,
     freeze_backbone: bool = False,
     residual: bool = False,
+    train_stages: int = 0,
 ) -> SiameseModel:
     """Encoder + Barlow Twins projector + order-invariant pair head.
 
@@ -378,6 +425,8 @@ def build_model(
         head_hidden: Hidden width of the pair head's MLP.
         freeze_backbone: Keep the encoder fixed (no grads, BatchNorm in eval mode).
         residual: Feed the encoder cosine to the head (see :class:`PairHead`).
+        train_stages: With ``freeze_backbone``, the last stages of the encoder that train
+            nonetheless (on cached trunk features; :func:`encoder_split`).
 
     Returns:
         The SiameseModel, in train mode, on the CPU.
@@ -386,8 +435,9 @@ def build_model(
     projector = Projector(feature_dim, widths=projector_widths)
     head = PairHead(projector.out_dim, hidden=head_hidden, residual=residual)
     return SiameseModel(
-        enc, projector=projector, head=head, norm=norm, freeze_backbone=freeze_backbone
-    )
+        enc, projector=projector, head=head, norm=norm, freeze_backbone=freeze_backbone,
+        train_stages=train_stages,
+    )  # fmt: skip
 
 
 def encode_images(

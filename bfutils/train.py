@@ -52,6 +52,7 @@ class TrainConfig:
     encoder: str = "efficientnet_lite0"
     pretrained: str | None = "lite0-offline"
     freeze_backbone: bool = True
+    train_stages: int = 0  # with a frozen encoder, its last stages train on cached trunk maps
     input_size: int = 96
     projector_widths: tuple = (1024, 1024, 256)
     head_hidden: int = 256
@@ -83,6 +84,12 @@ class TrainConfig:
                 f"figure_pairs must be >= 0 and figure_share in [0, 1], got "
                 f"{self.figure_pairs}, {self.figure_share}"
             )
+        if self.train_stages < 0 or (self.train_stages and not self.freeze_backbone):
+            raise ValueError(
+                f"train_stages={self.train_stages}: it must be >= 0, and it needs "
+                "freeze_backbone=True (the last stages train on cached trunk features; an "
+                "unfrozen encoder trains every stage anyway)"
+            )
         if self.figure_pairs and not self.freeze_backbone:
             raise ValueError(
                 "figure_pairs needs freeze_backbone=True: figure panels are rendered once and "
@@ -103,7 +110,7 @@ class Phase:
 
 def phases(cfg: TrainConfig) -> list[Phase]:
     """The schedule as a list of phases; the last scores pairs as the registry declares."""
-    enc = () if cfg.freeze_backbone else ("encoder",)
+    enc = ("tail",) if cfg.train_stages else () if cfg.freeze_backbone else ("encoder",)
     table = {
         "sequential": [
             # no head yet: phase 1 is selected on the cosine of its embeddings
@@ -157,6 +164,8 @@ def _set_trainable(model, phase):
         if name == "encoder" and model.freeze_backbone:
             on = False
         part.requires_grad_(on)
+    if "tail" in phase.trainable:  # the last encoder stages (BatchNorm statistics stay fixed)
+        model.trunk_and_tail()[1].requires_grad_(True)
     model.train()
     for name in ("projector", "head"):  # a frozen part keeps its BatchNorm statistics
         if name not in phase.trainable:
@@ -359,9 +368,11 @@ def train(
     model = models.build_model(
         encoder=cfg.encoder, pretrained=cfg.pretrained, projector_widths=cfg.projector_widths,
         head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
+        train_stages=cfg.train_stages,
     ).to(device)  # fmt: skip
     kind = FeatureData if cfg.freeze_backbone else PixelData
-    same = ("encoder", "pretrained", "input_size", "cache_views", "figure_pairs", "seed")
+    same = ("encoder", "pretrained", "input_size", "cache_views", "figure_pairs", "seed",
+            "train_stages")  # fmt: skip
     if not isinstance(data, kind) or any(getattr(data.cfg, k) != getattr(cfg, k) for k in same):
         data = kind(model, manifest, images, eval_sets, cfg, device, rank=rank)
     else:
@@ -412,7 +423,7 @@ def reference_predictions(data, eval_sets, name="imagenet_cnn") -> pd.DataFrame:
         raise ValueError("reference_predictions needs cached features (freeze_backbone=True)")
     frames = []
     for split, (table, _, _) in eval_sets.items():
-        fa, fb = data.eval[split]
+        fa, fb = data.eval_reference[split]
         frames.append(
             prediction_frame(table, F.cosine_similarity(fa, fb, dim=1).cpu().numpy(), name)
         )
@@ -431,6 +442,7 @@ def load_model(path, device="cpu"):
     model = models.build_model(
         encoder=cfg.encoder, pretrained=None, projector_widths=cfg.projector_widths,
         head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
+        train_stages=cfg.train_stages,
     )  # fmt: skip
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), cfg

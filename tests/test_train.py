@@ -281,3 +281,43 @@ def test_figure_pairs_and_residual_train_save_and_load(setup, tmp_path):
     assert c2.residual and torch.equal(loaded.head.cos_weight, model.head.cos_weight)
     with pytest.raises(ValueError, match="figure_pairs needs freeze_backbone"):
         cfg(figure_pairs=2, freeze_backbone=False)
+
+
+def test_last_stage_trains_on_cached_trunk_maps_and_the_rest_stays(setup, tmp_path):
+    """``train_stages=1``: the trunk's maps are cached once, the last stage learns, every
+    earlier weight stays; the saved model scores pixels as training scored the cached maps;
+    the untrained encoder's reference cosine is that of the encoder before training."""
+    m, images, ev = setup
+    c = cfg(schedule="joint", train_stages=1, figure_pairs=1, figure_share=0.5, residual=True)
+    untrained, _, _ = train.train(cfg(schedule="joint", epochs=0), m, images, ev,
+                                  val_metric=AUC, progress=False)  # fmt: skip
+    model, data, _ = train.train(c, m, images, ev, val_metric=AUC, progress=False)
+    assert isinstance(data, train.FeatureData) and data.views.ndim == 5  # (V, N, C, h, w) maps
+    assert torch.equal(
+        model.encoder.layer3[0].conv1.weight, untrained.encoder.layer3[0].conv1.weight
+    )
+    assert not torch.equal(model.encoder.layer4[0].conv1.weight,
+                           untrained.encoder.layer4[0].conv1.weight)  # fmt: skip
+    # the reference cosine is the untrained encoder's, not the trained tail's
+    ref = train.reference_predictions(data, ev)
+    plain = train.reference_predictions(
+        train.train(cfg(schedule="joint", epochs=0), m, images, ev, val_metric=AUC,
+                    progress=False)[1], ev)  # fmt: skip
+    np.testing.assert_allclose(ref["score"], plain["score"], atol=1e-5)
+    train.save_model(model, c, tmp_path / "m.pt")
+    loaded, c2 = train.load_model(tmp_path / "m.pt")
+    assert c2.train_stages == 1
+    _, a, b = ev["val"]
+
+    def x(im):
+        t = torch.from_numpy(im).permute(0, 3, 1, 2).float() / 255
+        return F.interpolate(t, size=32, mode="bilinear", antialias=True)
+
+    np.testing.assert_allclose(
+        loaded.score(x(a), x(b)).numpy(), data.eval_logits_or_cos(model, "val", "head"),
+        atol=1e-4,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="train_stages=1.*freeze_backbone=True"):
+        cfg(train_stages=1, freeze_backbone=False)
+    with pytest.raises(ValueError, match="train_stages must be in 1..3"):
+        train.train(cfg(train_stages=4), m, images, ev, val_metric=AUC, progress=False)
