@@ -174,10 +174,11 @@ def run(
             **synthetic_scores(labels, scored, n_boot, base.seed),
             **planted_scores(sims["head"], validation["truth"], n_boot, base.seed),
         })  # fmt: skip
-        if cfg.input_size not in references and not cfg.train_stages:
-            # (a model with trained last stages has another encoder: its cosine is no reference)
-            fa, fb = data.eval_reference["val"]
+        if cfg.input_size not in references:
+            fa, fb = data.eval_reference["val"]  # the untrained encoder's features
             cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1).cpu().numpy()
+            if cfg.train_stages:  # its encoder has trained stages: the cosine of one that has not
+                sims = planted_matrices(_untrained(cfg), cfg, validation["images"], image_size)
             references[cfg.input_size] = {
                 "variant": f"{ENCODER} {cfg.input_size} px", "kind": "reference",
                 "changes": "no training", "input_size": cfg.input_size, "train_seconds": 0.0,
@@ -185,6 +186,17 @@ def run(
                 **planted_scores(sims["cosine"], validation["truth"], n_boot, base.seed),
             }  # fmt: skip
     return pd.DataFrame(rows + list(references.values()))
+
+
+def _untrained(cfg: train.TrainConfig):
+    """The pair model of ``cfg`` as built, before training (its encoder is the pretrained one)."""
+    from bfutils import runlog
+
+    torch.manual_seed(cfg.seed)
+    return models.build_model(
+        encoder=cfg.encoder, pretrained=cfg.pretrained, projector_widths=cfg.projector_widths,
+        head_hidden=cfg.head_hidden, freeze_backbone=True, residual=cfg.residual,
+    ).to(runlog.resolve_device(cfg.device))  # fmt: skip
 
 
 def _describe(changes: dict) -> str:

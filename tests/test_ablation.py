@@ -62,3 +62,31 @@ def test_validation_panels_avoid_the_evaluation_benchmark_and_excluded_images(mo
     used = set(panels["image_id"])
     assert len(truth) == 10 and not used & held and not used & exclude
     assert any("held out" in n for n in out_notes)
+
+
+def test_the_encoder_reference_does_not_depend_on_the_variant():
+    """A variant whose last encoder stage trains must not lend its trained encoder to the
+    untrained-encoder reference row: that row is the same whichever variant comes first."""
+    from tests_helpers import synthetic
+
+    from bfutils import pairs, train
+
+    m, images = synthetic(n_groups=14, per_group=6, size=32)
+    m["split"] = pairs.assign_splits(m, seed=0)
+    ev = {"val": pairs.make_pairs(m, images, split="val", n_pairs=40, seed=0, progress=False)}
+    validation = {"images": [images[i] for i in range(12)], "truth": _truth()}
+    base = train.TrainConfig(
+        schedule="joint", encoder="resnet18", pretrained=None, input_size=32,
+        projector_widths=(32, 32, 16), head_hidden=16, epochs=1, steps_per_epoch=2,
+        batch_size=16, cache_views=2, device="cpu",
+    )  # fmt: skip
+    runs = [
+        ablation.run(base, m, images, ev, validation, variants={name: changes}, n_boot=10,
+                     progress=False)  # fmt: skip
+        for name, changes in (("tail", {"train_stages": 1}), ("plain", {}))
+    ]
+    tail, plain = (r[r["kind"] == "reference"].iloc[0] for r in runs)
+    for col in ("synthetic_auc", "planted_auc", "planted_rank1"):
+        assert tail[col] == pytest.approx(plain[col])
+    trained = runs[0][runs[0]["kind"] == "trained"].iloc[0]
+    assert trained["changes"] == "train_stages=1"
