@@ -81,8 +81,9 @@ def test_the_encoder_reference_does_not_depend_on_the_variant():
         batch_size=16, cache_views=2, device="cpu",
     )  # fmt: skip
     runs = [
-        ablation.run(base, m, images, ev, validation, variants={name: changes}, n_boot=10,
-                     progress=False)  # fmt: skip
+        ablation.run(
+            base, m, images, ev, validation, variants={name: changes}, n_boot=10, progress=False
+        )  # fmt: skip
         for name, changes in (("tail", {"train_stages": 1}), ("plain", {}))
     ]
     tail, plain = (r[r["kind"] == "reference"].iloc[0] for r in runs)
