@@ -54,9 +54,10 @@ def step_time(device, steps=100):
     maps = torch.randn(2000, 192, 3, 3, device=device)  # Lite0's trunk output at 96 px
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3)
     cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else lambda: None
     for k in range(steps + 5):  # 5 warm-up steps
         if k == 5:
-            torch.cuda.synchronize() if cuda else None
+            sync()
             t0 = time.perf_counter()
         i = torch.randint(0, len(maps), (256,), device=device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
@@ -64,7 +65,7 @@ def step_time(device, steps=100):
         opt.zero_grad()
         logits.float().mean().backward()
         opt.step()
-    torch.cuda.synchronize() if cuda else None
+    sync()
     ms = 1000 * (time.perf_counter() - t0) / steps
     print(f"Lite0 last stage, one step of 128 pairs on {device}: {ms:.1f} ms", flush=True)
 

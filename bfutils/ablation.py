@@ -177,7 +177,7 @@ def run(
         if cfg.input_size not in references:
             fa, fb = data.eval_reference["val"]  # the untrained encoder's features
             cos = torch.nn.functional.cosine_similarity(fa, fb, dim=1).cpu().numpy()
-            if cfg.train_stages:  # its encoder has trained stages: the cosine of one that has not
+            if not cfg.keeps_pretrained_encoder:  # the cosine of an encoder that was not trained
                 sims = planted_matrices(_untrained(cfg), cfg, validation["images"], image_size)
             references[cfg.input_size] = {
                 "variant": f"{ENCODER} {cfg.input_size} px", "kind": "reference",
@@ -193,10 +193,7 @@ def _untrained(cfg: train.TrainConfig):
     from bfutils import runlog
 
     torch.manual_seed(cfg.seed)
-    return models.build_model(
-        encoder=cfg.encoder, pretrained=cfg.pretrained, projector_widths=cfg.projector_widths,
-        head_hidden=cfg.head_hidden, freeze_backbone=True, residual=cfg.residual,
-    ).to(runlog.resolve_device(cfg.device))  # fmt: skip
+    return train.build_model(cfg, pretrained=cfg.pretrained).to(runlog.resolve_device(cfg.device))
 
 
 def _describe(changes: dict) -> str:

@@ -290,8 +290,8 @@ class SiameseModel(nn.Module):
         super().__init__()
         self.encoder, self.projector, self.head = encoder, projector, head
         self.train_stages = int(train_stages)
-        if self.train_stages:
-            encoder_split(encoder, self.train_stages)  # fails early on an encoder it cannot split
+        # a plain tuple, not a submodule: the state dict keeps its keys
+        self._split = encoder_split(encoder, self.train_stages) if self.train_stages else None
         mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in norm)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -319,9 +319,9 @@ class SiameseModel(nn.Module):
     def trunk_and_tail(self) -> tuple[nn.Sequential, nn.Sequential]:
         """The frozen trunk and the trained last ``train_stages`` stages of the encoder
         (:func:`encoder_split`); ``tail(trunk(x)) == encoder(x)``."""
-        if not self.train_stages:
+        if self._split is None:
             raise ValueError("this model trains no encoder stages (train_stages=0)")
-        return encoder_split(self.encoder, self.train_stages)
+        return self._split
 
     def embed(self, x: Tensor) -> Tensor:
         """Projector output z = g(f(x)), shape (N, D)."""
@@ -373,23 +373,18 @@ def encoder_split(encoder: nn.Module, stages: int) -> tuple[nn.Sequential, nn.Se
 
     The tail also holds the final 1x1 convolution (EfficientNet) and the global pooling, so
     ``tail(trunk(x)) == encoder(x)``. Both share the encoder's modules (training the tail trains
-    the encoder); they are built on each call and registered nowhere, so a model's state dict
-    keeps its keys.
+    the encoder).
 
     Raises:
         ValueError: ``stages`` out of range, or an encoder of another kind.
     """
     if hasattr(encoder, "blocks") and hasattr(encoder, "conv_head"):  # timm EfficientNet
-        body, head = list(encoder.blocks), [encoder.conv_head, encoder.bn2, encoder.global_pool]
-        stem = [encoder.conv_stem, encoder.bn1]
-        extra = float(getattr(encoder, "drop_rate", 0.0))
+        stem, body = [encoder.conv_stem, encoder.bn1], list(encoder.blocks)
+        head = [encoder.conv_head, encoder.bn2, encoder.global_pool]
     elif hasattr(encoder, "layer4"):  # timm ResNet
+        stem = [encoder.conv1, encoder.bn1, encoder.act1, encoder.maxpool]
         body = [encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4]
-        stem, head = (
-            [encoder.conv1, encoder.bn1, encoder.act1, encoder.maxpool],
-            [encoder.global_pool],
-        )
-        extra = float(getattr(encoder, "drop_rate", 0.0))
+        head = [encoder.global_pool]
     else:
         raise ValueError(
             "train_stages needs a timm EfficientNet or ResNet encoder, got "
@@ -397,8 +392,7 @@ def encoder_split(encoder: nn.Module, stages: int) -> tuple[nn.Sequential, nn.Se
         )
     if not 1 <= stages < len(body):
         raise ValueError(f"train_stages must be in 1..{len(body) - 1}, got {stages}")
-    if extra or not isinstance(getattr(encoder, "fc", getattr(encoder, "classifier", None)),
-                               nn.Identity):  # fmt: skip
+    if getattr(encoder, "drop_rate", 0.0) or not isinstance(encoder.get_classifier(), nn.Identity):
         raise ValueError("train_stages needs an encoder without dropout or classifier")
     return nn.Sequential(*stem, *body[:-stages]), nn.Sequential(*body[-stages:], *head)
 

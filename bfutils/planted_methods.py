@@ -206,8 +206,7 @@ def run_model(bench_dir: Path, work_dir: Path, *, model: str = "joint", method: 
     path = src / f"model_{model}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `make pipeline` first")
-    cfg = train.load_model(path)[1]
-    if method == "cosine_encoder" and (not cfg.freeze_backbone or cfg.train_stages):
+    if method == "cosine_encoder" and not train.load_model(path)[1].keeps_pretrained_encoder:
         raise ValueError(f"{path.name} trained its encoder: it is not the untrained encoder")
     params = json.loads((src / "params_01_prepare_data.json").read_text())["params"]
     files = panel_files(bench_dir)

@@ -243,8 +243,7 @@ def _plan(run_dir: Path) -> list[tuple[str, str, Path | None]]:
         method = SCORING_METHOD[registry.scoring(cfg.schedule)]
         plan.append((path.stem.removeprefix("model_"), method, path))
         # a frozen pretrained encoder still holds the ImageNet weights it was built with
-        untouched = cfg.freeze_backbone and not cfg.train_stages
-        if cnn is None and cfg.pretrained is not None and untouched:
+        if cnn is None and cfg.pretrained is not None and cfg.keeps_pretrained_encoder:
             cnn = path
     if cnn is not None:
         plan.append(("imagenet_cnn", "cosine_encoder", cnn))

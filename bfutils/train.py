@@ -96,6 +96,21 @@ class TrainConfig:
                 "their features cached (a trained encoder would need them every step)"
             )
 
+    @property
+    def keeps_pretrained_encoder(self) -> bool:
+        """Whether the trained model's encoder is still the one it was built with (frozen, no
+        trained stages): then its cosine is the untrained-encoder reference."""
+        return self.freeze_backbone and not self.train_stages
+
+
+def build_model(cfg: TrainConfig, pretrained: str | None = None) -> models.SiameseModel:
+    """The (untrained) pair model ``cfg`` describes, with the encoder weights ``pretrained``."""
+    return models.build_model(
+        encoder=cfg.encoder, pretrained=pretrained, projector_widths=cfg.projector_widths,
+        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
+        train_stages=cfg.train_stages,
+    )  # fmt: skip
+
 
 @dataclass
 class Phase:
@@ -365,11 +380,7 @@ def train(
     rank, _ = _distributed()
     device = runlog.resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # every rank builds identical initial weights
-    model = models.build_model(
-        encoder=cfg.encoder, pretrained=cfg.pretrained, projector_widths=cfg.projector_widths,
-        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
-        train_stages=cfg.train_stages,
-    ).to(device)  # fmt: skip
+    model = build_model(cfg, pretrained=cfg.pretrained).to(device)
     kind = FeatureData if cfg.freeze_backbone else PixelData
     same = ("encoder", "pretrained", "input_size", "cache_views", "figure_pairs", "seed",
             "train_stages")  # fmt: skip
@@ -439,10 +450,6 @@ def load_model(path, device="cpu"):
     """Rebuild a model saved by :func:`save_model` (no weights are fetched)."""
     saved = torch.load(path, map_location=device, weights_only=True)
     cfg = TrainConfig(**saved["config"])
-    model = models.build_model(
-        encoder=cfg.encoder, pretrained=None, projector_widths=cfg.projector_widths,
-        head_hidden=cfg.head_hidden, freeze_backbone=cfg.freeze_backbone, residual=cfg.residual,
-        train_stages=cfg.train_stages,
-    )  # fmt: skip
+    model = build_model(cfg)
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), cfg

@@ -27,7 +27,7 @@
 # **Inputs** (run folder). `data/`, and `predictions_<fuse_with>.csv` from notebook 03 in the run folder.
 # **Outputs** (run folder): `predictions_<model>.csv` for every model that ran, `model_<name>.pt`
 # for the learned baselines, `keypoint_details.csv`, `verify_details.csv`, `baseline_status.csv`
-# (status and seconds per model), `fused_coefficients.csv`, `fused_model.json`.
+# (status and seconds per model), `fused_coefficients.csv`, `fused_model.json`, `fused_degrees.csv`.
 
 # %% tags=["parameters"]
 encoder: str = "efficientnet_lite0"  # same backbone as notebook 03
@@ -146,6 +146,10 @@ coef_table.to_csv(run.path("fused_coefficients.csv"), index=False)
 # its cost is the verification evidence plus the fit (the pair model's cost is in notebook 03)
 status.append({"model": "fused", "status": "ok", "seconds": vf_sec + fit_sec})
 pd.DataFrame(status).to_csv(run.path("baseline_status.csv"), index=False)
+# what chose the degree (baselines.FUSE_DEGREE): cross-fitted validation ROC-AUC per degree
+degrees = baselines.compare_degrees(pair_pred, vf_details, seed=seed)
+degrees.to_csv(run.path("fused_degrees.csv"), index=False)
+print(degrees.round(4).to_string(index=False))
 # the largest terms (on standardised inputs)
 coef_table.reindex(coef_table["coefficient"].abs().sort_values(ascending=False).index).head(12).round(3)
 

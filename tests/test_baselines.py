@@ -100,6 +100,20 @@ def test_fused_model_is_saved_as_json_and_scores_the_same(evidence, tmp_path):
         baselines.load_fused(path)
 
 
+def test_compare_degrees_scores_each_degree_as_fused_does(evidence):
+    from sklearn.metrics import roc_auc_score
+
+    pred, details = evidence
+    table = baselines.compare_degrees(pred, details, degrees=(1, 2))
+    assert table["degree"].tolist() == [1, 2]
+    out = baselines.fused(pred, details, seed=0, degree=1)[0]
+    for split in ("val", "test"):
+        g = out[out["split"] == split]
+        assert table.loc[0, f"{split}_roc_auc"] == pytest.approx(
+            roc_auc_score(g["label"], g["score"])
+        )
+
+
 def test_a_linear_fused_model_file_still_loads(evidence, tmp_path):
     """Files of runs before the degree-2 model (no ``powers``) score as they did."""
     pred, details = evidence
