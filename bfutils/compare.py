@@ -4,13 +4,14 @@
     python -m bfutils.compare --folder panels/ --out screening/          # screen a folder
 
 The detector is a detector file (:mod:`bfutils.detector`): by default the shipped one (SSCD
-copy descriptor, perceptual hashes and grey thumbnails in 8 orientations and keypoint
-verification, calibrated on
+copy descriptor, perceptual hashes and grey thumbnails in 8 orientations, SIFT and XFeat
+keypoint verification, calibrated on
 planted figure panels, :mod:`bfutils.calibrate`); ``--detector FILE`` or ``--run DIR`` (its
 ``detector.pt``) chooses another. The score fuses descriptor similarities (and, for a
 detector with encoder views, the encoder cosine of the whole image and its best sub-region)
 with keypoint evidence (one-to-one SIFT matches, a plausible RANSAC fit, mirror tried,
-inliers weighed against chance); it is the same whichever file is named first. "derived"
+inliers weighed against chance; XFeat inliers, :mod:`bfutils.localfeat`); it
+is the same whichever file is named first. "derived"
 means the score reaches the detector's validation threshold: evidence to look at, not a
 verdict.
 

@@ -217,7 +217,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         (:mod:`bfutils.phash`), ``thumb`` (32, 32) uint8 when it asks for that
         (:mod:`bfutils.thumbs`), ``points``,
         ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
-        the detector has a copy descriptor (:mod:`bfutils.copydesc`).
+        the detector has a copy descriptor (:mod:`bfutils.copydesc`), and the XFeat keypoints
+        of :func:`bfutils.localfeat.describe` when it asks for them (``preprocess["xfeat"]``).
     """
     if not len(images):
         return []
@@ -236,6 +237,11 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         from bfutils import copydesc
 
         copy = copydesc.embed(images, size=pre["copy"]["size"], model=pre["copy"]["model"])
+    local = None
+    if pre.get("xfeat"):
+        from bfutils import localfeat
+
+        local = localfeat.describe(images, pre["xfeat"])
     out = []
     for n, (image, gi, ri) in enumerate(zip(images, g, r, strict=True)):
         pts, desc, scale = keypoints(image, det.keypoints)
@@ -251,6 +257,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         if pre.get("thumb"):
             _check_thumb_settings(pre["thumb"])
             rec["thumb"] = thumbs.thumbnail(image)
+        if local is not None:
+            rec |= local[n]
         out.append(rec)
     return out
 

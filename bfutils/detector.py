@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bfutils import models, phash, thumbs
+from bfutils import localfeat, models, phash, thumbs
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ VERSION = 1
 DEFAULT_PATH = Path(__file__).parent / "detectors" / "default.pt"
 FEATURES = ("cos_global", "cos_region", "evidence", "log_inliers", "inlier_ratio", "coverage",
             "ratio_margin", "cos_margin", "cos_copy", "copy_margin", "phash_sim",
-            "phash_margin", "thumb_sim", "thumb_margin")  # fmt: skip
+            "phash_margin", "thumb_sim", "thumb_margin", "xf_log_inliers", "xf_ratio",
+            "xf_margin")  # fmt: skip
 """Symmetric pair features the finder can fuse (each the same for (a, b) and (b, a))."""
 INDEX_VIEWS = ("identity", "hflip")
 """Views of an image that are indexed; the others are only used as queries."""
@@ -237,6 +238,8 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
     thumb_sim = 0.0
     if "thumb" in ra and "thumb" in rb:
         thumb_sim = thumbs.similarity(ra["thumb"], rb["thumb"])
+    xf = localfeat.verify(ra, rb)
+    xf_log = float(np.log1p(xf["xf_inliers"]))
     k, m = evidence["inliers"], evidence["matches"]
     fewest = min(len(ra.get("points", ())), len(rb.get("points", ())))
     return {"cos_global": cos_global, "cos_region": cos_region,
@@ -245,7 +248,9 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
             "ratio_margin": k / (m + 5.0), "cos_margin": max(cos_global, cos_region),
             "cos_copy": cos_copy, "copy_margin": cos_copy, "phash_sim": phash_sim,
             "phash_margin": phash_sim, "thumb_sim": thumb_sim,
-            "thumb_margin": thumb_sim}  # fmt: skip
+            "thumb_margin": thumb_sim, "xf_inliers": xf["xf_inliers"],
+            "xf_log_inliers": xf_log, "xf_ratio": xf["xf_inliers"] / (xf["xf_matches"] + 5.0),
+            "xf_margin": xf_log}  # fmt: skip
 
 
 def pair_score(feats: dict, det: Detector) -> float:
@@ -259,7 +264,8 @@ def pair_score(feats: dict, det: Detector) -> float:
 
 
 MARGINS = {"ratio_margin": "inlier_ratio", "cos_margin": "pair_score", "copy_margin": "cos_copy",
-           "phash_margin": "phash_sim", "thumb_margin": "thumb_sim"}  # fmt: skip
+           "phash_margin": "phash_sim", "thumb_margin": "thumb_sim",
+           "xf_margin": "xf_log_inliers"}  # fmt: skip
 """Each margin feature and the value it sets against the rivals (:func:`rival_margins`)."""
 
 

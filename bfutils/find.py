@@ -7,7 +7,7 @@ verification), with all per-image work done once and cached (:mod:`bfutils.descr
 
 1. **embed**: every image once, batched: an SSCD copy descriptor (:mod:`bfutils.copydesc`),
    perceptual hashes (:mod:`bfutils.phash`), grey thumbnails (:mod:`bfutils.thumbs`),
-   keypoints and, if the detector has encoder views
+   SIFT and XFeat keypoints (:mod:`bfutils.localfeat`) and, if the detector has encoder views
    (the shipped default has none), encoder descriptors of the image and of its sub-regions.
    Cached by content hash, so re-scanning a grown library only embeds the new files.
 2. **index**: a faiss exact inner-product index (``IndexFlatIP``) of the copy descriptors
@@ -26,7 +26,9 @@ verification), with all per-image work done once and cached (:mod:`bfutils.descr
    union of all of them is verified.
 3. **verify**: the shortlist only: one-to-one keypoint matches, a plausible affine RANSAC fit
    (mirror tried), a-contrario evidence, the matched box in each image
-   (:func:`bfutils.verify.verify`).
+   (:func:`bfutils.verify.verify`); and, for a detector with XFeat keypoints (the shipped one),
+   a second fit on those learned keypoints, which repeat on the blurred, shrunk and smooth
+   panels where SIFT finds nothing (:func:`bfutils.localfeat.verify`).
 4. **score**: the detector's fused model over symmetric features; pairs at or above its
    threshold are flagged. A blank panel carries no evidence: its pairs score 0 with a note.
 
@@ -48,7 +50,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from bfutils import descriptors, detector, keyvote, panels, progress, verify
+from bfutils import copydesc, descriptors, detector, keyvote, localfeat, panels, progress, verify
 
 SELF_EVIDENCE = 4.0
 """Repeated regions inside one image are flagged when chance explains them at most 1 in 10^4."""
@@ -586,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         table = find(args.panels, reference=args.reference, detector_file=args.detector,
                      out=args.out, k=args.k, self_check=args.self_check,
                      cache=not args.no_cache)  # fmt: skip
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, copydesc.MissingModel, localfeat.MissingModel) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     flagged = table[table["flagged"]]

@@ -18,7 +18,7 @@
 # on a fresh clone. `reference_dir`: an optional library of published images to compare
 # against. `detector`: a detector file; empty uses the shipped default (SSCD copy descriptors,
 # perceptual hashes and grey thumbnails in 8 orientations, a keypoint shortlist that ignores
-# the annotation glyphs panels share, and keypoint verification, calibrated on 1,090
+# the annotation glyphs panels share, and SIFT and XFeat keypoint verification, calibrated on 1,090
 # figure-like panels with planted reuse made from the embedded images, DSB 2018 and BCCD, none
 # of them an image of the planted benchmark;
 # `python -m bfutils.calibrate` rebuilds it).

@@ -148,6 +148,7 @@ def test_a_pair_alone_is_set_against_the_typical_rival():
         "phash_sim": 0.6,
         "pair_score": 0.3,
         "thumb_sim": 0.4,
+        "xf_log_inliers": 1.2,
     }
     alone = pd.DataFrame([{"a": "x", "b": "y", **feats}])  # one pair: no rivals
     for margin, value in detector.MARGINS.items():
