@@ -7,8 +7,9 @@ lists them in ``skipped.csv`` and the report while it carries on with the rest.
 
 Reasons a file is skipped: unreadable (missing, empty, not an image, truncated, corrupt, over
 the decompression limit :data:`bfutils.data.MAX_PIXELS`; the text comes from
-:class:`bfutils.data.ImageReadError`) or too small to carry evidence (a side under
-:data:`MIN_SIDE` pixels). Grayscale, RGBA, 16-bit and palette files are read as RGB uint8 by
+:class:`bfutils.data.ImageReadError`) or too small to carry evidence (fewer pixels than a
+:data:`MIN_SIDE` x :data:`MIN_SIDE` panel, or a side under :data:`MIN_THIN_SIDE` pixels).
+Grayscale, RGBA, 16-bit and palette files are read as RGB uint8 by
 :func:`bfutils.data.read_image_file`. A *blank* panel (nearly uniform) is kept but carries no
 evidence: see :func:`is_blank`.
 """
@@ -27,7 +28,11 @@ from PIL import Image
 from bfutils import data
 
 MIN_SIDE = 16
-"""Panels with a side under this many pixels are skipped: too small to carry evidence."""
+"""Panels with fewer pixels than a ``MIN_SIDE`` x ``MIN_SIDE`` square are skipped: too small to
+carry evidence. The bound is on the area, not on each side: real reused panels include thin
+strips (a gel band, a row of an inset, 40 x 14 px), which carry as many pixels as a 24 px square."""
+MIN_THIN_SIDE = 8
+"""Panels with a side under this many pixels are skipped whatever their area (a line)."""
 BLANK_RANGE = 12
 """A panel whose grey levels span fewer than this (0.5th to 99.5th percentile) is blank."""
 
@@ -118,13 +123,23 @@ def read(panel: Panel) -> np.ndarray:
     """Pixels of a panel as RGB uint8.
 
     Raises:
-        bfutils.data.ImageReadError: unreadable, or a side under :data:`MIN_SIDE` pixels.
+        bfutils.data.ImageReadError: unreadable, or too small (:func:`too_small`).
     """
     image = data.read_image_file(panel.path, page=panel.page)
     h, w = image.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise data.ImageReadError(panel.path, f"too small ({w}x{h} px, under {MIN_SIDE} px)")
+    reason = too_small(h, w)
+    if reason:
+        raise data.ImageReadError(panel.path, reason)
     return image
+
+
+def too_small(h: int, w: int) -> str:
+    """Why a ``w`` x ``h`` panel is too small to carry evidence, or ``""`` when it is not."""
+    if min(h, w) < MIN_THIN_SIDE:
+        return f"too small ({w}x{h} px: a side under {MIN_THIN_SIDE} px)"
+    if h * w < MIN_SIDE * MIN_SIDE:
+        return f"too small ({w}x{h} px: fewer pixels than {MIN_SIDE}x{MIN_SIDE})"
+    return ""
 
 
 def is_blank(image: np.ndarray) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from bfutils import find, findreport
+from bfutils import find, findreport, panels
 
 
 def _save(folder, name, array, **kw):
@@ -314,3 +314,35 @@ def test_a_panel_reused_twice_is_flagged_with_both_partners(tmp_path):
                  ("fig2b.jpg", "fig5d.jpg")):  # fmt: skip
         assert _pair(table, a, b)["flagged"], (a, b)
     assert not table[table["flagged"]].isin(["unrelated.png"]).any().any()
+
+
+def test_a_thin_strip_is_a_panel_and_finds_its_source(tmp_path):
+    # real reused panels include strips like 40 x 14 px: fewer than 16 px on one side, but as
+    # many pixels as a 24 px square; only panels with less area than 16 x 16 are too small
+    ihc = skdata.immunohistochemistry()
+    _save(tmp_path, "source.png", ihc[60:220, 40:200])  # a 160 px panel
+    _save(tmp_path, "strip.jpg", np.ascontiguousarray(ihc[120:134, 80:160]), quality=85)
+    _save(tmp_path, "unrelated.png", skdata.coffee()[:220, :220])
+    _save(tmp_path, "tissue.png", ihc[-250:, -250:])
+    _save(tmp_path, "line.png", ihc[:6, :200])  # a line, not a panel
+    table = find.find(tmp_path, cache=False, show_progress=False)
+    skipped = table.attrs["skipped"]
+    assert list(skipped["file"]) == ["line.png"] and "under 8 px" in skipped["reason"][0]
+    strip = table[(table["a"] == "strip.jpg") | (table["b"] == "strip.jpg")]
+    assert {strip.iloc[0]["a"], strip.iloc[0]["b"]} == {"source.png", "strip.jpg"}
+    assert strip.iloc[0]["flagged"]
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "why"),
+    [
+        (14, 40, ""),
+        (16, 16, ""),
+        (10, 12, "fewer pixels"),
+        (15, 15, "fewer pixels"),
+        (7, 400, "under 8 px"),
+    ],  # fmt: skip
+)
+def test_too_small_bounds_the_area_and_the_thinnest_side(h, w, why):
+    reason = panels.too_small(h, w)
+    assert (why in reason and reason.startswith("too small")) if why else reason == ""
