@@ -10,6 +10,9 @@ full-size originals (640 x 480) say: one-to-one SIFT matches and the inliers of 
 similarity fit (2 px), the fitted shift and scale, the share of the first image that the
 second covers, and the grey levels' correlation over that overlap (1.0 is the same picture;
 two unrelated fields of red cells give about 0).
+
+The fit is plain OpenCV on the originals, on purpose not :func:`bfutils.verify.verify`: this
+checks the finder's false pairs, so it must not be the finder grading itself.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd"
+from bfutils import paths
 
 
 def load(folder: Path, number: int) -> np.ndarray:
@@ -64,12 +67,14 @@ def overlap(a: np.ndarray, b: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pairs", nargs="+", help="image numbers as A:B, e.g. 391:386")
-    ap.add_argument(
-        "--data", type=Path, default=DEFAULT, help=f"BCCD JPEGImages (default {DEFAULT})"
-    )
+    ap.add_argument("--data", type=Path, default=paths.shared("bccd"),
+                    help="BCCD JPEGImages (default: $BFUTILS_SHARED_DATA/bccd)")  # fmt: skip
     args = ap.parse_args(argv)
     for pair in args.pairs:
-        first, second = (int(x) for x in pair.split(":"))
+        try:
+            first, second = (int(x) for x in pair.split(":"))
+        except ValueError:
+            ap.error(f"{pair!r}: give two image numbers as A:B, e.g. 391:386")
         print(f"{first:05d} {second:05d}", overlap(load(args.data, first), load(args.data, second)))
     return 0
 
