@@ -230,7 +230,9 @@ def _describe(affine: np.ndarray, mirror: bool, zoom: float) -> str:
     return f"rot {angle:+.0f} deg, scale {scale:.2f}" + (", mirrored" if mirror else "")
 
 
-def verify(ra: dict, rb: dict, settings: dict, sha_a: str = "", sha_b: str = "") -> dict:
+def verify(
+    ra: dict, rb: dict, settings: dict, sha_a: str = "", sha_b: str = "", with_map: bool = False
+) -> dict:
     """Keypoint evidence that one image was derived from the other, the same in either order.
 
     Args:
@@ -245,14 +247,20 @@ def verify(ra: dict, rb: dict, settings: dict, sha_a: str = "", sha_b: str = "")
         (median inlier distance from the fit / tolerance; 1 without a fit), ``mirror``,
         ``transform`` (a -> b: rotation, scale, mirrored), ``box_a`` and ``box_b`` (the matched
         region, ``x0,y0,x1,y1`` in original pixels) and ``rejected`` (why a fit was refused).
+        With ``with_map``, also ``map_ab``: the accepted fit as a (2, 3) affine map from a's
+        original pixels to b's (mirroring included), or None without one.
     """
     swap = (len(ra["points"]), sha_a) > (len(rb["points"]), sha_b)
     first, second = (rb, ra) if swap else (ra, rb)
     best = _one_way(first, second, settings)
     out = {k: v for k, v in best.items() if not k.startswith("_")}
+    if with_map:
+        out["map_ab"] = None
     if "_affine" not in best:
         return out
     affine, mirror = best["_affine"], best["mirror"]
+    if with_map:
+        out["map_ab"] = _original_map(affine, mirror, first, second, swap)
     zoom = float(first["kp_scale"] / second["kp_scale"])
     pts_second = second["points"][best["_ib"]].copy()
     box_first = _box(first["points"][best["_ia"]], float(first["kp_scale"]))
@@ -263,6 +271,24 @@ def verify(ra: dict, rb: dict, settings: dict, sha_a: str = "", sha_b: str = "")
         box_first, box_second = box_second, box_first
     out.update(transform=_describe(affine, mirror, zoom), box_a=box_first, box_b=box_second)
     return out
+
+
+def _original_map(affine, mirror: bool, first: dict, second: dict, swap: bool) -> np.ndarray:
+    """The fit of :func:`_one_way` (first's keypoint px -> second's, mirrored or not) as a map
+    of original pixels, from the caller's a to b."""
+
+    def to_keypoints(s: float) -> np.ndarray:  # cv2.resize keeps pixel centres: (x + .5) s - .5
+        return np.array([[s, 0, 0.5 * (s - 1)], [0, s, 0.5 * (s - 1)], [0, 0, 1.0]])
+
+    s1, s2 = float(first["kp_scale"]), float(second["kp_scale"])
+    full = np.linalg.inv(to_keypoints(s2))
+    if mirror:  # the fit maps onto the mirrored keypoints of second: x' = width - 1 - x
+        width = float(second["shape"][1] * s2)
+        full = full @ np.array([[-1.0, 0, width - 1], [0, 1, 0], [0, 0, 1]])
+    full = full @ np.vstack([affine, [0, 0, 1]]) @ to_keypoints(s1)
+    if swap:
+        full = np.linalg.inv(full)
+    return full[:2]
 
 
 MAX_CLONE_ROTATION = 20.0

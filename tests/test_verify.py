@@ -72,6 +72,24 @@ def test_verify_finds_rotated_mirrored_crop_with_its_box(tissue):
     assert "mirrored" in ev["transform"]
 
 
+def test_the_map_sends_a_pixels_onto_b_pixels_either_way(tissue):
+    # b: a mirrored crop of a, enlarged 1.5x; a's pixel (x, y) in the crop is at
+    # ((199 - (x - 60)) * 1.5 + 0.25, (y - 40) * 1.5 + 0.25) in b (cv2.resize keeps centres)
+    crop = np.ascontiguousarray(tissue[40:240, 60:260][:, ::-1])
+    copy = cv2.resize(crop, (300, 300), interpolation=cv2.INTER_CUBIC)
+    ra, rb = _record(tissue), _record(copy)
+    ab = verify.verify(ra, rb, SETTINGS, "a", "b", with_map=True)
+    ba = verify.verify(rb, ra, SETTINGS, "b", "a", with_map=True)
+    pts = np.array([[80.0, 60.0, 1], [200.0, 90.0, 1], [120.0, 220.0, 1]])
+    truth = np.column_stack([(199 - (pts[:, 0] - 60)) * 1.5 + 0.25, (pts[:, 1] - 40) * 1.5 + 0.25])
+    assert ab["mirror"] and np.abs(pts @ ab["map_ab"].T - truth).max() < 1.0
+    back = np.column_stack([truth, np.ones(3)]) @ ba["map_ab"].T
+    assert np.abs(back - pts[:, :2]).max() < 1.0
+    other = np.ascontiguousarray(skdata.retina()[600:900, 700:1000])
+    assert verify.verify(ra, _record(other), SETTINGS, with_map=True)["map_ab"] is None
+    assert "map_ab" not in verify.verify(ra, rb, SETTINGS)
+
+
 def test_verify_is_symmetric(tissue):
     other = np.ascontiguousarray(skdata.retina()[600:900, 700:1000])
     copy = np.ascontiguousarray(np.rot90(tissue[30:200, 30:250]))
