@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--n-panels", type=int, default=1000)
     b.add_argument("--n-planted", type=int, default=200)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--sources", nargs="+", default=list(planted.SOURCES), choices=planted.SOURCES)
+    b.add_argument(
+        "--sources", nargs="+", default=list(planted.SOURCES), choices=planted.ALL_SOURCES
+    )
     m = sub.add_parser("readme", help="write a run's summary table into the README block")
     m.add_argument("out", type=Path, help="folder written by run (its table.csv)")
     r = sub.add_parser("run", help="score methods on a benchmark folder")

@@ -44,10 +44,11 @@ from PIL import Image
 
 from bfutils import figure_alter as fa
 from bfutils import paths
-from bfutils.data import embedded, load_records, read_image_file
+from bfutils.data import embedded, graphics, load_records, read_image_file
 from bfutils.progress import bar
 
 SOURCES: tuple[str, ...] = ("embedded", "dsb2018", "bccd")
+ALL_SOURCES: tuple[str, ...] = (*SOURCES, "graphics")  # graphics: drawn blots, gels, dot plots
 SIZE_BANDS: tuple[str, ...] = ("<64", "64-128", "128-256", ">=256")
 _WEIGHTS = {"partial": 2}  # partial reuse is the hard case the finder issue measures separately
 _P_ANNOTATE, _P_RESCALE, _P_JPEG, _P_TWICE, _P_STYLE, _P_CROP = 0.5, 0.25, 0.6, 0.3, 0.15, 0.4
@@ -67,8 +68,8 @@ def load_pool(sources: Sequence[str] = SOURCES) -> tuple[pd.DataFrame, list[str]
     """
     frames, notes = [], []
     for name in sources:
-        if name == "embedded":
-            frames.append(load_records("embedded"))
+        if name in ("embedded", "graphics"):
+            frames.append(load_records(name))
             continue
         root = paths.shared(name)
         if not root.is_dir():
@@ -120,6 +121,8 @@ def _native(record) -> np.ndarray:
     """Native-resolution RGB uint8 pixels of one record."""
     if record.source == "embedded":
         return embedded.pixels(record)
+    if record.source == "graphics":
+        return graphics.pixels(record)
     return read_image_file(record.path)
 
 

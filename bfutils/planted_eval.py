@@ -5,8 +5,8 @@ paths; higher = more likely reuse) and, if it decides, a threshold. Scores are t
 symmetric (the larger of ``(a, b)`` and ``(b, a)`` counts) and pairs a method did not report
 score ``-inf``, i.e. never found.
 
-Numbers, per alteration family, per panel-size band of the query and, for queries that show part
-of their source, per area band (30-60 %, 60-100 %):
+Numbers, per alteration family, per panel-size band of the query, per content (:func:`content_of`)
+and, for queries that show part of their source, per area band (30-60 %, 60-100 %):
 
 - ``top1`` / ``recall10``: for each planted query panel, every other panel is a candidate,
   ranked by score; the share of queries whose source ranks first / within the first 10
@@ -104,7 +104,7 @@ def evaluate(
 
     Returns:
         One row per group (``group_kind`` = ``all``, ``family``, ``size_band``, ``area_band``,
-        and ``training`` with ``seen_ids``) with the columns in :data:`COLUMNS`.
+        ``content``, and ``training`` with ``seen_ids``) with the columns in :data:`COLUMNS`.
     """
     panels, truth = load_benchmark(bench_dir)
     files = panels["file"].tolist()
@@ -115,6 +115,7 @@ def evaluate(
     groups = {"all": pd.Series("all", index=truth.index), "family": truth["family"]}
     groups["size_band"] = truth["size_band"]
     groups["area_band"] = area_band(truth["area_fraction"])
+    groups["content"] = truth["image_id"].map(content_of)
     if seen_ids is not None:
         seen = truth["image_id"].isin(seen_ids)
         groups["training"] = pd.Series(np.where(seen, "seen", "unseen"), index=truth.index)
@@ -132,6 +133,16 @@ def evaluate(
     rows[0] |= _false_pairs(sim, negatives, panels, positive, upper, threshold, q, s)
     table = pd.DataFrame(rows)
     return table.reindex(columns=COLUMNS)
+
+
+def content_of(image_id: str) -> str:
+    """What a planted pair shows: ``dsb2018``, ``bccd``, ``embedded:mni`` ... ``graphics:blot``.
+
+    The source, and for the embedded and drawn sources their kind (MRI, EPI, scikit-image
+    tile; blot, gel, dot plot), which behave very differently for a finder.
+    """
+    parts = image_id.split(":")
+    return ":".join(parts[:2]) if parts[0] in ("embedded", "graphics") else parts[0]
 
 
 def _ordered(kind: str, labels: pd.Series) -> list[str]:

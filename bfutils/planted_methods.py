@@ -339,7 +339,9 @@ def _figure(table: pd.DataFrame, out: Path) -> Path | None:
         ax.set(ylabel=metric, xlabel="", ylim=(0, 1))
         ax.tick_params(axis="x", rotation=60)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("Planted figure benchmark (f: family, s: query size band, a: area band)")
+    fig.suptitle(
+        "Planted figure benchmark (f: family, s: query size band, a: area band, c: content)"
+    )
     fig.tight_layout()
     return plots.save(fig, "planted_benchmark", data=long, folder=out)
 

@@ -503,3 +503,23 @@ def test_zip_slip_is_refused(tmp_path):
     archive = _zip(tmp_path / "evil.zip", {"../evil.txt": b"x"})
     with pytest.raises(data.DownloadError, match="escapes"):
         downloads.extract(archive, tmp_path / "out")
+
+
+def test_graphics_are_drawn_the_same_every_time_and_replicates_differ():
+    recs = data.load_records("graphics", groups=2, replicates=2)
+    assert len(recs) == 3 * 2 * 2 and set(recs["modality"]) == {
+        "western_blot",
+        "dna_gel",
+        "flow_cytometry",
+    }
+    assert recs.groupby("group").size().eq(2).all()
+    for kind in ("blot", "gel", "dotplot"):
+        mine = recs[recs["source_name"] == kind]
+        first, again = (data._pixels(r) for r in (mine.iloc[0], mine.iloc[0]))
+        other = data._pixels(mine.iloc[1])  # the same experiment, another replicate
+        assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
+        assert np.array_equal(first, again)
+        assert not np.array_equal(first, other)
+        assert first.std() > 10  # bands or dots, not a blank canvas
+    with pytest.raises(ValueError, match="takes no root"):
+        data.load_records("graphics", root="x")

@@ -317,3 +317,24 @@ def test_seen_and_unseen_sources_are_scored_apart(bench):
     assert table.loc[("training", "seen"), "n"] == truth["image_id"].isin(seen).sum()
     assert table.loc[("training", "unseen"), "n"] == (~truth["image_id"].isin(seen)).sum()
     assert "training" not in set(planted_eval.evaluate(bench, oracle)["group_kind"])
+
+
+def test_content_names_the_source_and_the_kind_of_picture():
+    assert planted_eval.content_of("dsb2018:f67e72b7") == "dsb2018"
+    assert planted_eval.content_of("embedded:mni:T1:coronal:061") == "embedded:mni"
+    assert planted_eval.content_of("graphics:blot:g03:r1") == "graphics:blot"
+
+
+def test_drawn_graphics_join_the_benchmark_with_their_replicates_as_siblings(tmp_path):
+    out = tmp_path / "g"
+    planted.build(out, n_panels=40, n_planted=10, sources=["graphics"], progress=False)
+    panels, truth = planted_eval.load_benchmark(out)
+    assert set(panels["source"]) == {"graphics"} and len(truth) == 10
+    siblings = panels[panels["distractor_kind"] == "sibling"]
+    assert len(siblings) == 10 and siblings["group"].isin(truth["group"]).all()
+    table = planted_eval.evaluate(out, _all_pairs(out, lambda t: t * 1.0))
+    assert set(table.loc[table["group_kind"] == "content", "group"]) <= {
+        "graphics:blot",
+        "graphics:gel",
+        "graphics:dotplot",
+    }

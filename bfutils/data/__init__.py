@@ -5,7 +5,8 @@ Every source returns *records*, a :class:`pandas.DataFrame` with the columns in 
 - ``image_id``: globally unique, prefixed with the source (``embedded:mni:T1:axial:046``).
 - ``group``: the unit a train/test split must never cut; images that share pixels or anatomy
   share a group. Prefixed with the source, so a group never spans two sources.
-- ``modality``, ``source`` (``embedded``, ``haxby``, ``folder``, ``dsb2018``, ``bccd``),
+- ``modality``, ``source`` (``embedded``, ``haxby``, ``folder``, ``dsb2018``, ``bccd``,
+  ``graphics``),
   ``source_name`` (finer: ``mni152_t1``, ``skimage_retina``, ...).
 - ``stack`` (the volume, channel or image an image is cut from), ``stack_kind`` (what a different
   stack at the same position means for a hard negative: ``tissue``, ``frame`` or ``""``).
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfutils.data import embedded, haxby, imagefiles
+from bfutils.data import embedded, graphics, haxby, imagefiles
 from bfutils.data.downloads import (
     BCCD_SHA256,
     BCCD_URL,
@@ -93,6 +94,7 @@ _SOURCES = {
     "folder": imagefiles.folder_records,
     "dsb2018": imagefiles.dsb_records,
     "bccd": imagefiles.bccd_records,
+    "graphics": graphics.records,
 }
 
 
@@ -220,4 +222,6 @@ def _pixels(row) -> np.ndarray:
         return embedded.pixels(row)
     if row.source == "haxby":
         return haxby.pixels(row)
+    if row.source == "graphics":
+        return graphics.pixels(row)
     return read_image_file(row.path, page=int(row.pos) if row.axis == "page" else 0)
