@@ -295,7 +295,7 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
 
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
-              thumb=True, xfeat=True,
+              thumb=True, xfeat=True, sources=None,
               show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
@@ -307,8 +307,12 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
 
     t0 = time.perf_counter()
     det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat)
-    images, panels, truth, notes = calibset.build(n_panels=n_panels, n_planted=n_planted,
-                                                  seed=seed)  # fmt: skip
+    from bfutils import planted
+
+    images, panels, truth, notes = calibset.build(
+        n_panels=n_panels, n_planted=n_planted, seed=seed,
+        sources=tuple(sources) if sources else planted.SOURCES,
+    )  # fmt: skip
     table = scan_table(images, panels, truth, det, show_progress=show_progress)
     report = fit(table, det, seed=seed)
     report["shortlist_recall"] = round(float(table["label"].sum()) / max(len(truth), 1), 3)
@@ -346,11 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the XFeat keypoint check and its features (bfutils.localfeat)",
     )
+    ap.add_argument("--sources", nargs="+", default=None,
+                    help="calibration image sources (default: embedded dsb2018 bccd; add "
+                    "graphics for drawn blots, gels and dot plots)")  # fmt: skip
     args = ap.parse_args(argv)
     det, report = calibrate(
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
-        thumb=not args.no_thumb, xfeat=not args.no_xfeat,
+        thumb=not args.no_thumb, xfeat=not args.no_xfeat, sources=args.sources,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

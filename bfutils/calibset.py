@@ -25,6 +25,10 @@ EVAL_BENCHMARK = {"seed": 0, "n_panels": 1000, "n_planted": 200}
 """The evaluation benchmark whose source images calibration must not see."""
 
 
+GRAPHICS_FIRST_GROUP = 16
+"""First drawn experiment of the calibration set; the planted benchmark draws 0-15."""
+
+
 def _pool_size(pool: pd.DataFrame, n_panels: int, n_planted: int) -> int:
     """``n_panels`` as :func:`bfutils.planted.build` shrinks it for a small pool."""
     return min(n_panels, len(pool) + n_planted)
@@ -49,6 +53,7 @@ def build(
     seed: int = 1,
     holdout: dict | None = None,
     exclude: set[str] | None = None,
+    sources: tuple[str, ...] = planted.SOURCES,
 ) -> tuple[list[np.ndarray], pd.DataFrame, pd.DataFrame, list[str]]:
     """Planted panels in memory, from images the evaluation benchmark does not use.
 
@@ -59,15 +64,22 @@ def build(
         holdout: the evaluation benchmark to hold out (:data:`EVAL_BENCHMARK` by default).
         exclude: image ids to leave out as well (e.g. a model's training images, so that the
             set can validate it); always honoured, and counted in the notes.
+        sources: where the panels come from (:data:`bfutils.planted.ALL_SOURCES`). Drawn
+            ``graphics`` come from experiments :data:`GRAPHICS_FIRST_GROUP` on, which no
+            planted benchmark draws from.
 
     Returns:
         ``(images, panels, truth, notes)``: decoded RGB uint8 panels as written to a figure;
         ``panels`` with ``image_id``, ``group``, ``source`` and ``role`` per image; ``truth``
         with ``query``, ``source`` (indices into ``images``) and ``family``; notes on the data.
     """
-    pool, notes = planted.load_pool()
+    eval_pool, notes = planted.load_pool()
     # the benchmark's own draw, on the pool it is built from (before any exclusion)
-    held = heldout_ids(pool, **(holdout or EVAL_BENCHMARK))
+    held = heldout_ids(eval_pool, **(holdout or EVAL_BENCHMARK))
+    pool = eval_pool
+    if tuple(sources) != planted.SOURCES:
+        options = {"graphics": {"first_group": GRAPHICS_FIRST_GROUP}}
+        pool, notes = planted.load_pool(sources, options=options)
     excluded = pool["image_id"].isin(exclude or ())
     if exclude:
         notes.append(f"left out {int(excluded.sum())} excluded images (e.g. training images)")

@@ -60,23 +60,29 @@ def size_band(long_side: int) -> str:
     return SIZE_BANDS[sum(long_side >= e for e in edges)]
 
 
-def load_pool(sources: Sequence[str] = SOURCES) -> tuple[pd.DataFrame, list[str]]:
+def load_pool(
+    sources: Sequence[str] = SOURCES, options: dict | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Records of the source images, and notes on sources that were left out.
+
+    ``options`` maps a source name to keyword options of :func:`bfutils.data.load_records`
+    (e.g. ``{"graphics": {"first_group": 16}}``).
 
     ``dsb2018`` and ``bccd`` are read from :func:`bfutils.paths.shared`; when that folder is
     missing the source is skipped (no download) and a note says so.
     """
     frames, notes = [], []
     for name in sources:
+        extra = (options or {}).get(name, {})
         if name in ("embedded", "graphics"):
-            frames.append(load_records(name))
+            frames.append(load_records(name, **extra))
             continue
         root = paths.shared(name)
         if not root.is_dir():
             notes.append(f"{name}: {root} is missing, benchmark built without it")
             continue
-        options = {"validate": False} if name == "bccd" else {}
-        frames.append(load_records(name, root=root, on_error="skip", **options))
+        check = {"validate": False} if name == "bccd" else {}
+        frames.append(load_records(name, root=root, on_error="skip", **check, **extra))
     if not frames:
         raise ValueError(f"no usable source among {list(sources)}")
     pool = pd.concat(frames, ignore_index=True)

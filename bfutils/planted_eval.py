@@ -115,7 +115,8 @@ def evaluate(
     groups = {"all": pd.Series("all", index=truth.index), "family": truth["family"]}
     groups["size_band"] = truth["size_band"]
     groups["area_band"] = area_band(truth["area_fraction"])
-    groups["content"] = truth["image_id"].map(content_of)
+    if "image_id" in truth.columns:
+        groups["content"] = truth["image_id"].map(content_of)
     if seen_ids is not None:
         seen = truth["image_id"].isin(seen_ids)
         groups["training"] = pd.Series(np.where(seen, "seen", "unseen"), index=truth.index)

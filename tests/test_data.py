@@ -37,7 +37,14 @@ def test_shared_data_present(shared_data, name):
 
 def test_list_sources_and_bad_arguments(tmp_path):
     assert data.list_sources()[0] == "embedded"
-    assert set(data.list_sources()) == {"embedded", "haxby", "folder", "dsb2018", "bccd"}
+    assert set(data.list_sources()) == {
+        "embedded",
+        "haxby",
+        "folder",
+        "dsb2018",
+        "bccd",
+        "graphics",
+    }
     with pytest.raises(ValueError, match="unknown source 'nope'"):
         data.load_records("nope")
     with pytest.raises(ValueError, match="on_error"):

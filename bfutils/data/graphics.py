@@ -32,8 +32,15 @@ _MODALITY = {"blot": "western_blot", "gel": "dna_gel", "dotplot": "flow_cytometr
 _PATH = re.compile(r"graphics:(blot|gel|dotplot):g(\d+):r(\d+)$")
 
 
-def records(root=None, *, on_error="raise", groups: int = 16, replicates: int = 4) -> list[dict]:
-    """Rows of ``groups`` experiments of each kind, ``replicates`` images each."""
+def records(
+    root=None, *, on_error="raise", groups: int = 16, replicates: int = 4, first_group: int = 0
+) -> list[dict]:
+    """Rows of ``groups`` experiments of each kind, ``replicates`` images each.
+
+    Experiments are numbered from ``first_group``; each number draws its own design, so two
+    ranges that do not overlap share no picture (the calibration set takes its graphics from
+    16 on, the planted benchmark from 0).
+    """
     del on_error  # drawn, never read: nothing can fail to load
     if root is not None:
         raise ValueError("the graphics source is drawn, not read, and takes no root")
@@ -41,7 +48,7 @@ def records(root=None, *, on_error="raise", groups: int = 16, replicates: int = 
         raise ValueError(f"groups and replicates must be >= 1, got {groups}, {replicates}")
     out = []
     for kind in KINDS:
-        for g in range(groups):
+        for g in range(first_group, first_group + groups):
             for r in range(replicates):
                 out.append(
                     row(
