@@ -5,6 +5,7 @@ Usage::
     python benchmarks/planted_benchmark.py build /tmp/planted          # ~1,000 panels, ~30 s
     python benchmarks/planted_benchmark.py run /tmp/planted --out /tmp/planted_results
     python benchmarks/planted_benchmark.py readme /tmp/planted_results   # the README's table
+    python benchmarks/planted_benchmark.py content OUT [OUT ...]   # rank 1 / muAP per content
 
 ``build`` reads ``../shared/data`` (DSB 2018, BCCD) and the embedded images and never writes
 into the repository; without ``../shared/data`` it uses the embedded images only and says so.
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     m = sub.add_parser("readme", help="write a run's summary table into the README block")
     m.add_argument("out", type=Path, help="folder written by run (its table.csv)")
+    c = sub.add_parser("content", help="write rank 1 / muAP per content into the README block")
+    c.add_argument("outs", type=Path, nargs="+", help="folders written by run (one draw)")
     r = sub.add_parser("run", help="score methods on a benchmark folder")
     r.add_argument("bench", type=Path, help="folder written by build")
     r.add_argument("--out", type=Path, required=True, help="folder for table.csv and figures")
@@ -59,6 +62,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(summary, indent=2))
         for note in summary["notes"]:
             print(f"NOTE: {note}")
+    elif args.command == "content":
+        import pandas as pd
+
+        from bfutils import planted_eval, report
+
+        table = pd.concat([pd.read_csv(out / "table.csv") for out in args.outs])
+        body = planted_eval.by_content(table)
+        print(body)
+        print(f"updated {report.replace_block('planted-content', body)}")
     elif args.command == "readme":
         import pandas as pd
 

@@ -245,6 +245,27 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def by_content(table: pd.DataFrame, digits: int = 3) -> str:
+    """Markdown: partner at rank 1 / muAP per content kind (:func:`content_of`, and all
+    planted pairs) and method, one column per method that ran, with the planted pair count."""
+    ran = table[(table["status"] == "ok") & table["group_kind"].isin(["all", "content"])]
+    methods = list(dict.fromkeys(ran["method"]))
+    groups = list(dict.fromkeys(ran["group"]))
+    head = ["content (planted pairs)", *methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group in groups:
+        rows = ran[ran["group"] == group].set_index("method")
+        cells = [f"{group} ({int(rows['n'].iloc[0])})"]
+        for m in methods:
+            cells.append(
+                f"{rows.at[m, 'top1']:.{digits}f} / {rows.at[m, 'muap']:.{digits}f}"
+                if m in rows.index
+                else "-"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 SUMMARY_COLUMNS = {"top1": "rank 1", "recall10": "recall@10", "muap": "muAP",
                    "false_per_1000": "false / 1,000", "partial": "rank 1, partial 30-60%",
                    "small": "rank 1, < 64 px", "roc_auc": "pair ROC-AUC"}  # fmt: skip
