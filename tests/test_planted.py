@@ -338,3 +338,22 @@ def test_drawn_graphics_join_the_benchmark_with_their_replicates_as_siblings(tmp
         "graphics:gel",
         "graphics:dotplot",
     }
+    block = planted_eval.by_content(table.assign(method="oracle"))
+    lines = block.strip().splitlines()
+    assert lines[0] == "| content (planted pairs) | oracle |"
+    assert lines[2] == "| all (10) | 1.000 / 1.000 |"
+    assert all(" / " in line for line in lines[2:])
+
+
+def test_calibration_graphics_are_other_experiments_than_the_benchmarks():
+    from bfutils import calibset
+
+    _, panels, truth, _ = calibset.build(
+        n_panels=40, n_planted=10, seed=1, sources=("embedded", "graphics")
+    )
+    drawn = panels.loc[panels["source"] == "graphics", "group"]
+    assert len(drawn) and len(truth) == 10
+    numbers = drawn.str.extract(r":g(\d+)$")[0].astype(int)
+    assert (numbers >= calibset.GRAPHICS_FIRST_GROUP).all()
+    bench = planted.load_pool(("graphics",))[0]["group"].str.extract(r":g(\d+)$")[0].astype(int)
+    assert (bench < calibset.GRAPHICS_FIRST_GROUP).all()
