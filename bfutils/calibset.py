@@ -79,7 +79,8 @@ def build(
     pool = eval_pool
     if tuple(sources) != planted.SOURCES:
         options = {"graphics": {"first_group": GRAPHICS_FIRST_GROUP}}
-        pool, notes = planted.load_pool(sources, options=options)
+        pool, more = planted.load_pool(sources, options=options)
+        notes += [n for n in more if n not in notes]
     excluded = pool["image_id"].isin(exclude or ())
     if exclude:
         notes.append(f"left out {int(excluded.sum())} excluded images (e.g. training images)")

@@ -71,6 +71,9 @@ def load_pool(
     ``dsb2018`` and ``bccd`` are read from :func:`bfutils.paths.shared`; when that folder is
     missing the source is skipped (no download) and a note says so.
     """
+    unknown = [name for name in sources if name not in ALL_SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
     frames, notes = [], []
     for name in sources:
         extra = (options or {}).get(name, {})

@@ -249,6 +249,12 @@ def by_content(table: pd.DataFrame, digits: int = 3) -> str:
     """Markdown: partner at rank 1 / muAP per content kind (:func:`content_of`, and all
     planted pairs) and method, one column per method that ran, with the planted pair count."""
     ran = table[(table["status"] == "ok") & table["group_kind"].isin(["all", "content"])]
+    twice = ran.duplicated(["method", "group_kind", "group"])
+    if twice.any():
+        raise ValueError(
+            f"method(s) {sorted(set(ran.loc[twice, 'method']))} appear in more than one table; "
+            "give each method once"
+        )
     methods = list(dict.fromkeys(ran["method"]))
     groups = list(dict.fromkeys(ran["group"]))
     head = ["content (planted pairs)", *methods]

@@ -528,5 +528,9 @@ def test_graphics_are_drawn_the_same_every_time_and_replicates_differ():
         assert np.array_equal(first, again)
         assert not np.array_equal(first, other)
         assert first.std() > 10  # bands or dots, not a blank canvas
+        assert first.shape == other.shape  # replicates share the experiment's design
+        elsewhere = data._pixels(mine.iloc[2])  # another experiment
+        assert mine.iloc[2]["group"] != mine.iloc[0]["group"]
+        assert elsewhere.shape != first.shape or not np.array_equal(elsewhere, first)
     with pytest.raises(ValueError, match="takes no root"):
         data.load_records("graphics", root="x")

@@ -333,19 +333,20 @@ def test_drawn_graphics_join_the_benchmark_with_their_replicates_as_siblings(tmp
     siblings = panels[panels["distractor_kind"] == "sibling"]
     assert len(siblings) == 10 and siblings["group"].isin(truth["group"]).all()
     table = planted_eval.evaluate(out, _all_pairs(out, lambda t: t * 1.0))
-    assert set(table.loc[table["group_kind"] == "content", "group"]) <= {
-        "graphics:blot",
-        "graphics:gel",
-        "graphics:dotplot",
-    }
+    content = set(table.loc[table["group_kind"] == "content", "group"])
+    assert content and content == {f"graphics:{k}" for k in truth["image_id"].str.split(":").str[1]}
     block = planted_eval.by_content(table.assign(method="oracle"))
     lines = block.strip().splitlines()
     assert lines[0] == "| content (planted pairs) | oracle |"
     assert lines[2] == "| all (10) | 1.000 / 1.000 |"
     assert all(" / " in line for line in lines[2:])
+    with pytest.raises(ValueError, match="more than one table"):
+        planted_eval.by_content(pd.concat([table, table]).assign(method="oracle"))
+    with pytest.raises(ValueError, match="unknown source"):
+        planted.load_pool(("graphic",))
 
 
-def test_calibration_graphics_are_other_experiments_than_the_benchmarks():
+def test_calibration_graphics_are_other_experiments_than_the_benchmarks(tmp_path):
     from bfutils import calibset
 
     _, panels, truth, _ = calibset.build(
@@ -355,5 +356,9 @@ def test_calibration_graphics_are_other_experiments_than_the_benchmarks():
     assert len(drawn) and len(truth) == 10
     numbers = drawn.str.extract(r":g(\d+)$")[0].astype(int)
     assert (numbers >= calibset.GRAPHICS_FIRST_GROUP).all()
-    bench = planted.load_pool(("graphics",))[0]["group"].str.extract(r":g(\d+)$")[0].astype(int)
-    assert (bench < calibset.GRAPHICS_FIRST_GROUP).all()
+    bench_dir = tmp_path / "b"
+    planted.build(bench_dir, n_panels=60, n_planted=15, sources=["graphics"], progress=False)
+    bench, _ = planted_eval.load_benchmark(bench_dir)
+    used = bench["group"].str.extract(r":g(\d+)$")[0].astype(int)
+    assert (used < calibset.GRAPHICS_FIRST_GROUP).all()
+    assert not set(bench["image_id"]) & set(panels["image_id"])

@@ -9,7 +9,8 @@ Every source returns *records*, a :class:`pandas.DataFrame` with the columns in 
   ``graphics``),
   ``source_name`` (finer: ``mni152_t1``, ``skimage_retina``, ...).
 - ``stack`` (the volume, channel or image an image is cut from), ``stack_kind`` (what a different
-  stack at the same position means for a hard negative: ``tissue``, ``frame`` or ``""``).
+  stack at the same position means for a hard negative: ``tissue``, ``frame``, ``replicate``
+  (a drawn graphic's replicate of one experiment) or ``""``).
 - ``axis`` (``axial``/``coronal``/``sagittal``, ``tile``, ``time``, ``page`` or ``""``),
   ``pos`` and ``pos2`` (coordinates along the axis, in ``unit``: ``mm``, ``tile``, ``frame``,
   ``block``, ``page`` or ``""``), and ``path`` (a file, or a packaged resource such as
@@ -32,8 +33,9 @@ Choices, stated once:
 
 Modules, one concept each: :mod:`~bfutils.data.schema` (the records table),
 :mod:`~bfutils.data.pixels` (uint8 scaling, square fitting), :mod:`~bfutils.data.files`
-(reading image files), :mod:`~bfutils.data.embedded`, :mod:`~bfutils.data.haxby` and
-:mod:`~bfutils.data.imagefiles` (the sources), :mod:`~bfutils.data.downloads` (public archives).
+(reading image files), :mod:`~bfutils.data.embedded`, :mod:`~bfutils.data.haxby`,
+:mod:`~bfutils.data.imagefiles` and :mod:`~bfutils.data.graphics` (the sources; the last draws
+blots, gels and dot plots), :mod:`~bfutils.data.downloads` (public archives).
 The names exported here are the public API; import them from ``bfutils.data``.
 """
 
@@ -114,8 +116,9 @@ def load_records(
 
     Args:
         source: One of :func:`list_sources`.
-        root: Local folder to read. ``embedded`` takes none; ``haxby``, ``dsb2018`` and ``bccd``
-            download public data when it is None; ``folder`` requires it.
+        root: Local folder to read. ``embedded`` and ``graphics`` take none; ``haxby``,
+            ``dsb2018`` and ``bccd`` download public data when it is None; ``folder`` requires
+            it.
         on_error: ``"raise"`` an :class:`ImageReadError` on the first bad file, or ``"skip"``
             it with a logged warning.
         **options: Source options. embedded: ``slab=8, gap=2, min_fraction=0.10, tile=128,
@@ -123,6 +126,7 @@ def load_records(
             slices=3``. folder: ``group_by="subfolder"|"regex"|"file", pattern=None,
             modality="unknown", name=None, limit=None, pages="all"|"first", validate=True``.
             dsb2018: ``limit, sibling_threshold=0.3``. bccd: ``limit, block=10, validate``.
+            graphics: ``groups=16, replicates=4, first_group=0``.
 
     Returns:
         Records with the columns in :data:`COLUMNS`, one row per image.
