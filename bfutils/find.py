@@ -340,7 +340,7 @@ their pairs with a third image are then not set against each other
 0.95 until 2026-12-05: drawn dot plots of one experiment (shared axes, gate and labels, their
 own events) reach 0.96, so they were not each other's rivals and a folder of them was flagged
 pair by pair; on the seed-0 planted draw with graphics no two siblings reach 0.98 (the highest,
-two MNI neighbour slices, 0.975) while 4 planted copies do."""
+two MNI neighbour slices, 0.975) while 3 planted copies do."""
 
 TIE_BREAK = 1e-3
 """Weight of the best cosine added to the fused probability. The fused model may give the
