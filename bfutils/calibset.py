@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bfutils import planted
+from bfutils.data import record_pixels
 
 EVAL_BENCHMARK = {"seed": 0, "n_panels": 1000, "n_planted": 200}
 """The evaluation benchmark whose source images calibration must not see."""
@@ -76,11 +77,13 @@ def build(
     eval_pool, notes = planted.load_pool()
     # the benchmark's own draw, on the pool it is built from (before any exclusion)
     held = heldout_ids(eval_pool, **(holdout or EVAL_BENCHMARK))
-    pool = eval_pool
-    if tuple(sources) != planted.SOURCES:
+    pool = eval_pool[eval_pool["source"].isin(sources)]
+    extra = [name for name in sources if name not in planted.SOURCES]  # read once, not twice
+    if extra:
         options = {"graphics": {"first_group": GRAPHICS_FIRST_GROUP}}
-        pool, more = planted.load_pool(sources, options=options)
-        notes += [n for n in more if n not in notes]
+        more, more_notes = planted.load_pool(extra, options=options)
+        pool = pd.concat([pool, more], ignore_index=True)
+        notes += more_notes
     excluded = pool["image_id"].isin(exclude or ())
     if exclude:
         notes.append(f"left out {int(excluded.sum())} excluded images (e.g. training images)")
@@ -105,7 +108,7 @@ def build(
     images, rows, truth = [], [], []
     for (kind, i, family), s in zip(jobs, seeds, strict=True):
         rec, job_rng = free.loc[i], np.random.default_rng(s)
-        base = planted._native(rec)
+        base = record_pixels(rec)
         if kind == "planted":
             src, qry, _ = planted._planted(base, family, job_rng)
             made = [("source", src), ("query", qry)]

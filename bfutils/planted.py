@@ -44,7 +44,7 @@ from PIL import Image
 
 from bfutils import figure_alter as fa
 from bfutils import paths
-from bfutils.data import embedded, graphics, load_records, read_image_file
+from bfutils.data import load_records, record_pixels
 from bfutils.progress import bar
 
 SOURCES: tuple[str, ...] = ("embedded", "dsb2018", "bccd")
@@ -120,19 +120,10 @@ def drop_twins(pool: pd.DataFrame) -> np.ndarray:
     seen: set[bytes] = set()
     twin = np.zeros(len(pool), bool)
     for n, rec in enumerate(pool.itertuples()):
-        key = content_key(_native(rec))
+        key = content_key(record_pixels(rec))
         twin[n] = key in seen
         seen.add(key)
     return twin
-
-
-def _native(record) -> np.ndarray:
-    """Native-resolution RGB uint8 pixels of one record."""
-    if record.source == "embedded":
-        return embedded.pixels(record)
-    if record.source == "graphics":
-        return graphics.pixels(record)
-    return read_image_file(record.path)
 
 
 def _pick_bases(pool, n_planted, n_distractors, rng) -> tuple[list, list, list]:
@@ -308,7 +299,7 @@ def build(
     jobs += [("sibling", j, i) for j, i in siblings] + [("random", i, None) for i in randoms]
     for k, (kind, i, extra) in enumerate(bar(jobs, desc="panels", disable=not progress)):
         rec, job_rng = pool.loc[i], np.random.default_rng(seeds[k])
-        base = _native(rec)
+        base = record_pixels(rec)
         if kind == "planted":
             src, qry, fields = _planted(base, extra, job_rng)
             made = [("source", src), ("query", qry)]

@@ -522,14 +522,14 @@ def test_graphics_are_drawn_the_same_every_time_and_replicates_differ():
     assert recs.groupby("group").size().eq(2).all()
     for kind in ("blot", "gel", "dotplot"):
         mine = recs[recs["source_name"] == kind]
-        first, again = (data._pixels(r) for r in (mine.iloc[0], mine.iloc[0]))
-        other = data._pixels(mine.iloc[1])  # the same experiment, another replicate
+        first, again = (data.record_pixels(r) for r in (mine.iloc[0], mine.iloc[0]))
+        other = data.record_pixels(mine.iloc[1])  # the same experiment, another replicate
         assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
         assert np.array_equal(first, again)
         assert not np.array_equal(first, other)
         assert first.std() > 10  # bands or dots, not a blank canvas
         assert first.shape == other.shape  # replicates share the experiment's design
-        elsewhere = data._pixels(mine.iloc[2])  # another experiment
+        elsewhere = data.record_pixels(mine.iloc[2])  # another experiment
         assert mine.iloc[2]["group"] != mine.iloc[0]["group"]
         assert elsewhere.shape != first.shape or not np.array_equal(elsewhere, first)
     with pytest.raises(ValueError, match="takes no root"):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bfutils import figure_alter, paths, planted, planted_eval, planted_methods
+from bfutils import data, figure_alter, paths, planted, planted_eval, planted_methods
 
 N_PANELS, N_PLANTED = 40, 14  # 14 planted pairs cover all 13 families (partial counts twice)
 
@@ -185,7 +185,7 @@ def test_pixel_twins_are_dropped_from_the_pool():
     # a distractor that is a pixel twin of a source would be an unlabelled copy; the embedded
     # source itself has none since its mirrored MNI sagittal slices were dropped
     pool, notes = planted.load_pool(["embedded"])
-    keys = [planted.content_key(planted._native(rec)) for rec in pool.itertuples()]
+    keys = [planted.content_key(data.record_pixels(rec)) for rec in pool.itertuples()]
     assert len(set(keys)) == len(keys)
     assert not any("pixel twins" in n for n in notes)
     twice = pd.concat([pool, pool.iloc[:3]], ignore_index=True)

@@ -88,6 +88,7 @@ __all__ = [
     "load_images",
     "load_records",
     "read_image_file",
+    "record_pixels",
 ]
 
 _SOURCES = {
@@ -213,15 +214,15 @@ def _load_images(records, size, *, fit, on_error, progress) -> tuple[np.ndarray,
     rows = records.itertuples(index=False)
     for i, row in enumerate(tqdm(rows, total=len(records), desc="images", disable=not progress)):
         try:
-            images[i] = to_square(_pixels(row), size=size, fit=fit)
+            images[i] = to_square(record_pixels(row), size=size, fit=fit)
         except ImageReadError as exc:
             handle(exc, on_error)
             ok[i] = False
     return images[ok], ok
 
 
-def _pixels(row) -> np.ndarray:
-    """Native-resolution RGB uint8 pixels of one record."""
+def record_pixels(row) -> np.ndarray:
+    """Native-resolution RGB uint8 pixels of one record (a row of :func:`load_records`)."""
     if row.source == "embedded":
         return embedded.pixels(row)
     if row.source == "haxby":
