@@ -3,6 +3,7 @@
 import ast
 import inspect
 import os
+import socket
 import subprocess
 import sys
 
@@ -227,8 +228,11 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     script.write_text(DDP_SCRIPT.format(out=str(tmp_path)))
     here = os.path.dirname(os.path.abspath(__file__))
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": here}
+    with socket.socket() as probe:  # a free port: two test runs on one machine must not clash
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", str(script)]  # fmt: skip
+           f"--master_port={port}", str(script)]  # fmt: skip
     subprocess.run(cmd, check=True, env=env, timeout=600, cwd=here)
     w0 = torch.load(tmp_path / "rank0.pt")
     w1 = torch.load(tmp_path / "rank1.pt")
