@@ -17,6 +17,7 @@ prints progress and wall times. See :mod:`bfutils.planted`, :mod:`bfutils.plante
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
         "--run",
         default="latest",
         help="pipeline run whose models the run-* methods score (default runs/latest)",
+    )
+    r.add_argument(
+        "--detector",
+        type=Path,
+        default=None,
+        help="also score the finder with this detector file (a row named finder-<file stem>), "
+        "e.g. one built by python -m bfutils.calibrate --template",
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -82,7 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"updated {report.replace_block('planted', body)}")
     else:
         planted_methods.RUN = args.run
-        table = planted_methods.run(args.bench, args.out, methods=args.methods)
+        extra = None
+        if args.detector is not None:
+            other = functools.partial(planted_methods.finder, detector=args.detector)
+            extra = {f"finder-{args.detector.stem}": other}
+        table = planted_methods.run(args.bench, args.out, methods=args.methods, extra=extra)
         print((args.out / "table.md").read_text().split("\n## ")[0])
         print(f"{len(table)} rows -> {args.out / 'table.csv'}")
     print(f"wall time {time.perf_counter() - start:.1f} s")

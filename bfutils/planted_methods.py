@@ -218,8 +218,11 @@ def run_model(bench_dir: Path, work_dir: Path, *, model: str = "joint", method: 
     return matrix_pairs([f.name for f in files], sim), None
 
 
-def finder(bench_dir: Path, work_dir: Path) -> tuple[pd.DataFrame, float | None]:
-    """The project's finder (:mod:`bfutils.find`), by function if it has one, else by command.
+def finder(
+    bench_dir: Path, work_dir: Path, detector: str | Path | None = None
+) -> tuple[pd.DataFrame, float | None]:
+    """The project's finder (:mod:`bfutils.find`), by function if it has one, else by command;
+    with the shipped detector, or with ``detector`` (a file from :mod:`bfutils.calibrate`).
 
     Raises:
         ImportError: ``bfutils.find`` does not exist (yet).
@@ -230,10 +233,12 @@ def finder(bench_dir: Path, work_dir: Path) -> tuple[pd.DataFrame, float | None]
     panels = Path(bench_dir) / "panels"
     fn = getattr(importlib.import_module("bfutils.find"), "find", None)
     if callable(fn):  # a fresh descriptor cache, so the wall time includes embedding
-        df = fn(panels, cache=Path(work_dir) / "finder_cache", show_progress=True)
+        cache = Path(work_dir) / ("finder_cache" if detector is None else "finder_cache_other")
+        df = fn(panels, detector_file=detector, cache=cache, show_progress=True)
         return df, df.attrs.get("threshold")
     out = Path(work_dir) / "finder"
     cmd = [sys.executable, "-m", "bfutils.find", str(panels), "--out", str(out)]
+    cmd += ["--detector", str(detector)] if detector is not None else []
     done = subprocess.run(cmd, check=False)
     if done.returncode != 0 or not (out / "pairs.csv").is_file():
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode} without pairs.csv")
