@@ -55,7 +55,6 @@ from bfutils import (
     metrics,
     planted,
     progress,
-    thumbs,
 )
 from bfutils.data import embedded
 
@@ -101,7 +100,7 @@ def base_detector(
         encoder="efficientnet_lite0", weights="lite0-offline",
         preprocess={"size": size, "fit": fit, **IMAGENET_NORM, "views": views,
                     "regions": bool(views), "copy": dict(COPY), "phash": True,
-                    **({"thumb": {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}} if thumb else {}),
+                    **({"thumb": descriptors.thumb_settings()} if thumb else {}),
                     **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {}),
                     **({"template": descriptors.template_settings()} if template else {})},
         keypoints=dict(KEYPOINTS),

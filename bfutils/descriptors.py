@@ -190,16 +190,9 @@ def save_cached(cache: Path | None, sha: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def _check_thumb_settings(spec) -> None:
-    """Refuse a detector whose thumbnails this version does not compute (``True``, in a file
-    written before the settings were stored, means this version's)."""
-    if isinstance(spec, dict) and (spec.get("side"), spec.get("sigma")) != (
-        thumbs.SIDE, thumbs.SIGMA,
-    ):  # fmt: skip
-        raise ValueError(
-            f"the detector asks for {spec} thumbnails; this version of bfutils.thumbs computes "
-            f"side {thumbs.SIDE}, sigma {thumbs.SIGMA}: recalibrate (python -m bfutils.calibrate)"
-        )
+def thumb_settings() -> dict:
+    """This version's thumbnail settings (:mod:`bfutils.thumbs`), as a detector stores them."""
+    return {"side": thumbs.SIDE, "sigma": thumbs.SIGMA}
 
 
 def template_settings() -> dict:
@@ -209,12 +202,14 @@ def template_settings() -> dict:
             "sigma": template.SIGMA}  # fmt: skip
 
 
-def _check_template_settings(spec) -> None:
-    """Refuse a detector whose template settings this version does not compute."""
-    if spec != template_settings():
+def _check_settings(kind: str, spec, current: dict) -> None:
+    """Refuse a detector that asks for ``kind`` descriptors with settings this version does not
+    compute (``True``, in a file written before the settings were stored, means this
+    version's)."""
+    if isinstance(spec, dict) and spec != current:
         raise ValueError(
-            f"the detector asks for {spec} template patches; this version of bfutils.template "
-            f"computes {template_settings()}: recalibrate (python -m bfutils.calibrate)"
+            f"the detector asks for {kind} with {spec}; this version computes {current}: "
+            "recalibrate (python -m bfutils.calibrate)"
         )
 
 
@@ -272,10 +267,10 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         if pre.get("phash"):
             rec["phash"] = phash.hashes(image)
         if pre.get("thumb"):
-            _check_thumb_settings(pre["thumb"])
+            _check_settings("thumbnails", pre["thumb"], thumb_settings())
             rec["thumb"] = thumbs.thumbnail(image)
         if pre.get("template"):
-            _check_template_settings(pre["template"])
+            _check_settings("template patches", pre["template"], template_settings())
             rec["tpatch"] = template.patch(image)
         if local is not None:
             rec |= local[n]

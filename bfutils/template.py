@@ -8,15 +8,21 @@ do not line up because only part of the source is shown. The grey levels of the 
 line up with a window of the source. So each panel is kept as a small rank-equalised grey
 patch (the brightest channel, as :mod:`bfutils.thumbs` does, so recolouring and monotone
 contrast or gamma changes matter little), and a pair is scored by the best normalised
-cross-correlation (OpenCV ``matchTemplate``, ``TM_CCOEFF_NORMED``) of either panel, in its 8
-orientations and at :data:`SCALES` of the other's size, at every position inside the other.
+cross-correlation of squares of either panel, in their 8 orientations and at :data:`SCALES` of
+the other's size, at every position inside the other, as a Fisher z score.
+
+The correlations are one matrix product per searched panel and square side
+(:func:`similarities`), not OpenCV's ``matchTemplate`` per template: on the 11,535 shortlisted
+pairs of the seed-0 planted draw ``matchTemplate`` took 1.9 ms a pair, the matrix product
+0.2 ms (a one-off timing, 2 cores, 2026-12-05).
 
 It is computed for the shortlisted pairs only, and fused by the detector like the other
 features (its value and its margin over the other candidates of both images); the calibration
 decides how much it counts (:mod:`bfutils.calibrate`).
 
 What it does not see: two crops that overlap only partly (neither lies inside the other), a
-copy rotated by a few degrees, and regions under 30 % of the other panel's area.
+copy rotated by a few degrees, and a region whose short side is under about half of the other
+panel's long side.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bfutils import phash
+
 PATCH = 64
 """Long side, in pixels, of the grey patch kept per panel (aspect kept)."""
 SIDE = 24
 """Long side of the panel searched in; templates are :data:`SCALES` of it."""
 SCALES = (0.55, 0.65, 0.77)
-"""Long side of the template over the long side of the searched panel: a region of 30-100 %
-of its area (a geometric step of about 1.17, so the template's scale is at most 8 % off)."""
+"""The panel's short side, shown inside the searched panel, over the searched panel's long
+side (a geometric step of about 1.18, so the template's scale is at most 9 % off)."""
 SIGMA = 0.7
 """Gaussian blur (pixels at :data:`SIDE`) against JPEG, noise and resampling."""
 EFFECTIVE = 4.0
@@ -64,10 +72,6 @@ def _resized(p: np.ndarray, long_side: float) -> np.ndarray:
     size = (max(1, round(w * f)), max(1, round(h * f)))
     out = cv2.resize(p.astype(np.float32), size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(out, (0, 0), SIGMA)
-
-
-def _orientations(x: np.ndarray) -> list[np.ndarray]:
-    return [np.rot90(f, k) for f in (x, x[:, ::-1]) for k in range(4)]
 
 
 def _squares(p: np.ndarray) -> list[np.ndarray]:
@@ -109,7 +113,7 @@ class Prepared:
             for sq in squares:
                 small = cv2.resize(sq, (t, t), interpolation=cv2.INTER_AREA)
                 small = cv2.GaussianBlur(small, (0, 0), SIGMA)
-                rows.extend(o.ravel() for o in _orientations(small))
+                rows.extend(o.ravel() for o in phash._orientations(small))
             self.templates[t] = _unit_rows(np.stack(rows))
 
 

@@ -62,13 +62,15 @@ def test_patch_keeps_the_aspect_and_a_tiny_or_thin_panel_does_not_fail():
 
 def test_a_detector_with_other_template_settings_is_refused():
     settings = descriptors.template_settings()
-    descriptors._check_template_settings(settings)  # this version's: accepted
+    descriptors._check_settings("template patches", settings, settings)  # this version's
     with pytest.raises(ValueError, match="recalibrate"):
-        descriptors._check_template_settings(settings | {"side": settings["side"] + 8})
+        descriptors._check_settings(
+            "template patches", settings | {"side": settings["side"] + 8}, settings
+        )
 
 
 def test_a_scan_with_the_template_check_scores_its_pairs_in_one_batch():
-    from bfutils import detector, find
+    from bfutils import detector, find, verify
 
     det = detector.default()
     assert "template" not in det.preprocess  # the shipped detector leaves it out (README)
@@ -85,15 +87,9 @@ def test_a_scan_with_the_template_check_scores_its_pairs_in_one_batch():
     table = find.verify_pairs(pairs, recs, {k: k for k in recs}, det, show_progress=False)
     tm = dict(zip(zip(table["a"], table["b"], strict=True), table["tm_sim"], strict=True))
     assert tm["part", "src"] > max(tm["other", "src"], tm["other", "part"]) + 1.5, tm
-    one = detector.pair_features(recs["src"], recs["part"], verify_no_match(), det)["tm_sim"]
+    one = detector.pair_features(recs["src"], recs["part"], dict(verify.NO_MATCH), det)["tm_sim"]
     assert one == pytest.approx(tm["part", "src"], abs=1e-4)
     assert np.isfinite(table["tm_margin"]).all()
-
-
-def verify_no_match() -> dict:
-    from bfutils import verify
-
-    return dict(verify.NO_MATCH)
 
 
 def test_calibration_adds_the_template_check_only_when_asked():
