@@ -128,6 +128,34 @@ def nfa_evidence(inliers: int, matches: int, tolerance_px: float, area_px: float
     return float(np.clip(-(log_tests + log_tail) / math.log(10), 0.0, MAX_EVIDENCE))
 
 
+def _extent(points: np.ndarray, rec: dict) -> float:
+    """The smaller side of the points' bounding box, as a share of the panel's side in that
+    direction (points in keypoint pixels, as :func:`bfutils.descriptors.keypoints` gives them)."""
+    h, w = (float(v) * float(rec["kp_scale"]) for v in rec["shape"][:2])
+    span = points.max(axis=0) - points.min(axis=0)
+    return float(min(span[0] / max(w, 1.0), span[1] / max(h, 1.0)))
+
+
+def thin_band(pts_a: np.ndarray, pts_b: np.ndarray, ra: dict, rb: dict, limit: float) -> str:
+    """Why a fit's inliers are not evidence of reuse when they lie on a thin band in both
+    panels (``""`` when they do not, or when ``limit`` is 0).
+
+    Two unrelated gel or blot panels annotated with the same row of lane numbers
+    ("1 2 3 ... 8") share a dozen exactly fitting keypoints on that row: a rigid fit at scale 1
+    with strong a-contrario evidence that says nothing about the images. A reused panel, even a
+    partial crop, spreads its inliers over the content in at least one of the two panels: the
+    test takes, for each panel, the smaller side of the inliers' bounding box as a share of
+    that panel's side, and refuses the fit when both are below ``limit``
+    (the detector's ``keypoints["min_extent"]``, chosen on the calibration validation).
+    """
+    if not limit or not len(pts_a):
+        return ""
+    extent = max(_extent(pts_a, ra), _extent(pts_b, rb))
+    if extent < limit:
+        return f"inliers on a thin band ({extent:.2f} of either panel's side): a row of labels?"
+    return ""
+
+
 def _hull_area(points: np.ndarray) -> float:
     if len(points) < 3:
         return 0.0
@@ -180,6 +208,7 @@ def _one_way(ra: dict, rb: dict, settings: dict) -> dict:
     width_b = float(rb["shape"][1] * rb["kp_scale"])
     zoom = float(ra["kp_scale"] / rb["kp_scale"])  # keypoint-px scale -> original-px scale
     area_b = max(_hull_area(pts_b), 0.05 * width_b * float(rb["shape"][0] * rb["kp_scale"]))
+    min_extent = float(settings.get("min_extent", 0.0))  # absent in detectors before 2026-12-06
     for mirror in (False, True):
         tb = pts_b.copy()
         if mirror:
@@ -187,6 +216,8 @@ def _one_way(ra: dict, rb: dict, settings: dict) -> dict:
         ia, ib = one_to_one(da, db[:, MIRROR] if mirror else db, ratio=settings["ratio"])
         for n, (sel, affine, why) in enumerate(_fits(pts_a, tb, ia, ib, settings["ransac_px"],
                                                      zoom)):  # fmt: skip
+            if not why:
+                why = thin_band(pts_a[ia[sel]], tb[ib[sel]], ra, rb, min_extent)
             if why:
                 rejected = rejected or why
                 continue

@@ -158,3 +158,42 @@ def test_a_refused_fit_gives_way_to_the_copy_underneath():
         assert verify.verify(ra, rb, SETTINGS, "a", "b")["inliers"] == 0
     finally:
         verify.MAX_FITS = single
+
+
+def _row(n: int, y: float, rng) -> np.ndarray:
+    """``n`` points along one text line: a row of lane numbers, 6 px tall."""
+    return np.column_stack([np.linspace(30, 370, n), y + rng.uniform(0, 6, n)])
+
+
+def test_a_shared_row_of_labels_is_not_evidence():
+    # two unrelated blots annotated with the same lane numbers: 14 keypoints that fit exactly,
+    # all on a 6 px line in both panels
+    rng = np.random.default_rng(2)
+    row = _row(14, 20, rng)
+    ra, rb = _synthetic(row, 0), _synthetic(row + [0.0, 350.0], 0)
+    ev = verify.verify(ra, rb, SETTINGS, "a", "b")
+    assert SETTINGS["min_extent"] > 0
+    assert ev["evidence"] == 0 and "thin band" in ev["rejected"]
+    off = verify.verify(ra, rb, SETTINGS | {"min_extent": 0.0}, "a", "b")
+    assert off["inliers"] == 14 and off["evidence"] > 5  # what the check used to let through
+
+
+def test_the_copy_under_a_row_of_labels_is_still_found():
+    # the labels (14 points) outvote the reused content (9 points spread over the panel)
+    rng = np.random.default_rng(3)
+    content = rng.uniform(60, 340, (9, 2))
+    pts_a = np.vstack([_row(14, 20, rng), content])
+    pts_b = np.vstack([pts_a[:14] + [0.0, 350.0], content + [11.0, -6.0]])
+    ev = verify.verify(_synthetic(pts_a, 0), _synthetic(pts_b, 0), SETTINGS, "a", "b")
+    assert ev["inliers"] == 9 and ev["evidence"] > 3
+
+
+def test_a_thin_panel_cut_from_a_large_image_is_not_a_thin_band():
+    # b is a 30 px strip (one row of a gel) cut from a: thin in a, but it fills b
+    rng = np.random.default_rng(4)
+    pts_a = np.column_stack([rng.uniform(20, 380, 14), rng.uniform(100, 122, 14)])
+    ra = _synthetic(pts_a, 0)
+    rb = _synthetic(pts_a - [0.0, 96.0], 0) | {"shape": np.int32([30, 400])}
+    assert verify.thin_band(ra["points"], rb["points"], ra, rb, 0.15) == ""
+    ev = verify.verify(ra, rb, SETTINGS, "a", "b")
+    assert ev["inliers"] == 14 and ev["evidence"] > 5
