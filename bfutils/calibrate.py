@@ -63,11 +63,13 @@ IMAGENET_NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 # Small panels are upsampled to a 224 px short side and SIFT keeps weaker extrema (contrast
 # threshold 0.02, OpenCV's default 0.04): on the held-out calibration set the keypoint shortlist
 # then holds 94 % of the planted partners instead of 91 % (sparse fluorescence nuclei, 40-80 px).
-# A fit whose inliers lie on a thin band in both panels (a shared row of lane numbers) is
-# refused (:func:`bfutils.verify.thin_band`): at 0.15 the calibration validation of seeds 1-3
-# gained ROC-AUC, average precision and rank 1 (README, finder section).
 KEYPOINTS = {"max_keypoints": 500, "min_side": 224, "max_side": 640, "contrast_threshold": 0.02,
-             "ratio": 0.8, "ransac_px": 4.0, "min_extent": 0.15}  # fmt: skip
+             "ratio": 0.8, "ransac_px": 4.0}  # fmt: skip
+
+MIN_EXTENT = 0.15
+"""The thin-band limit of ``calibrate --min-extent`` (:func:`bfutils.verify.thin_band`): the
+best of 0.10, 0.15 and 0.25 on the calibration validation. Not in the shipped detector: it also
+refuses a strip reused inside two stacked-blot panels (README, finder section)."""
 
 
 COPY = {"model": "sscd_distilled", "size": 128}
@@ -88,6 +90,7 @@ def base_detector(
     thumb: bool = True,
     xfeat: bool = True,
     template: bool = False,
+    min_extent: float = 0.0,
 ) -> detector.Detector:
     """An uncalibrated detector: the copy descriptor, keypoints and, when ``views`` are given,
     the offline ImageNet encoder with these preprocessing choices.
@@ -106,7 +109,7 @@ def base_detector(
                     **({"thumb": descriptors.thumb_settings()} if thumb else {}),
                     **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {}),
                     **({"template": descriptors.template_settings()} if template else {})},
-        keypoints=dict(KEYPOINTS),
+        keypoints=dict(KEYPOINTS) | ({"min_extent": min_extent} if min_extent else {}),
         features=[f for f in detector.FEATURES
                   if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))
                   and (xfeat or not f.startswith("xf_"))
@@ -317,7 +320,7 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
 
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
-              thumb=True, xfeat=True, template=False, sources=None,
+              thumb=True, xfeat=True, template=False, sources=None, min_extent=0.0,
               show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
@@ -333,7 +336,7 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
 
     t0 = time.perf_counter()
     det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat,
-                        template=template)  # fmt: skip
+                        template=template, min_extent=min_extent)  # fmt: skip
     images, panels, truth, notes = calibset.build(
         n_panels=n_panels, n_planted=n_planted, seed=seed,
         sources=tuple(sources) if sources else planted.SOURCES,
@@ -381,6 +384,16 @@ def main(argv: list[str] | None = None) -> int:
         help="add the dense template check and its features (bfutils.template; measured and "
         "not in the shipped detector: see the README)",
     )
+    ap.add_argument(
+        "--min-extent",
+        type=float,
+        nargs="?",
+        const=MIN_EXTENT,
+        default=0.0,
+        help=f"refuse keypoint fits whose inliers lie on a thin band of both panels, a shared "
+        f"row of lane numbers (bfutils.verify.thin_band; bare flag: {MIN_EXTENT}; measured and "
+        "not in the shipped detector: see the README)",
+    )
     ap.add_argument("--sources", nargs="+", default=None, choices=planted.ALL_SOURCES,
                     help="calibration image sources (default: embedded dsb2018 bccd; add "
                     "graphics for drawn blots, gels and dot plots)")  # fmt: skip
@@ -389,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
         thumb=not args.no_thumb, xfeat=not args.no_xfeat, template=args.template,
-        sources=args.sources,
+        sources=args.sources, min_extent=args.min_extent,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

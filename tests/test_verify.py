@@ -8,6 +8,7 @@ from skimage import data as skdata
 from bfutils import calibrate, descriptors, verify
 
 SETTINGS = calibrate.KEYPOINTS
+THIN = SETTINGS | {"min_extent": calibrate.MIN_EXTENT}  # calibrate --min-extent
 
 
 def _record(image):
@@ -171,11 +172,10 @@ def test_a_shared_row_of_labels_is_not_evidence():
     rng = np.random.default_rng(2)
     row = _row(14, 20, rng)
     ra, rb = _synthetic(row, 0), _synthetic(row + [0.0, 350.0], 0)
-    ev = verify.verify(ra, rb, SETTINGS, "a", "b")
-    assert SETTINGS["min_extent"] > 0
+    ev = verify.verify(ra, rb, THIN, "a", "b")
     assert ev["evidence"] == 0 and "thin band" in ev["rejected"]
-    off = verify.verify(ra, rb, SETTINGS | {"min_extent": 0.0}, "a", "b")
-    assert off["inliers"] == 14 and off["evidence"] > 5  # what the check used to let through
+    off = verify.verify(ra, rb, SETTINGS, "a", "b")  # the shipped settings: no check
+    assert off["inliers"] == 14 and off["evidence"] > 5
 
 
 def test_the_copy_under_a_row_of_labels_is_still_found():
@@ -184,7 +184,9 @@ def test_the_copy_under_a_row_of_labels_is_still_found():
     content = rng.uniform(60, 340, (9, 2))
     pts_a = np.vstack([_row(14, 20, rng), content])
     pts_b = np.vstack([pts_a[:14] + [0.0, 350.0], content + [11.0, -6.0]])
-    ev = verify.verify(_synthetic(pts_a, 0), _synthetic(pts_b, 0), SETTINGS, "a", "b")
+    ra, rb = _synthetic(pts_a, 0), _synthetic(pts_b, 0)
+    assert verify.verify(ra, rb, SETTINGS, "a", "b")["inliers"] == 14  # the labels win
+    ev = verify.verify(ra, rb, THIN, "a", "b")
     assert ev["inliers"] == 9 and ev["evidence"] > 3
 
 
@@ -195,5 +197,42 @@ def test_a_thin_panel_cut_from_a_large_image_is_not_a_thin_band():
     ra = _synthetic(pts_a, 0)
     rb = _synthetic(pts_a - [0.0, 96.0], 0) | {"shape": np.int32([30, 400])}
     assert verify.thin_band(ra["points"], rb["points"], ra, rb, 0.15) == ""
-    ev = verify.verify(ra, rb, SETTINGS, "a", "b")
+    ev = verify.verify(ra, rb, THIN, "a", "b")
     assert ev["inliers"] == 14 and ev["evidence"] > 5
+
+
+def test_thin_band_measures_in_each_panels_own_keypoint_pixels():
+    # keypoint pixels are original pixels x kp_scale: a band 30 px tall in a 100 px panel
+    # described at 2.24x is 0.30 of its side, not 0.67 (30 x 2.24 / 100)
+    pts = np.column_stack([np.linspace(10, 200, 12), np.linspace(0, 30 * 2.24, 12)])
+    rec = {"kp_scale": np.float32(2.24), "shape": np.int32([100, 100])}
+    assert verify.thin_band(pts, pts, rec, rec, 0.25) == ""
+    assert "thin band" in verify.thin_band(pts, pts, rec, rec, 0.35)
+
+
+def test_a_strip_reused_in_two_stacked_blots_is_why_the_check_is_opt_in():
+    # one drawn loading-control strip inside two panels of 4 stacked blot strips: a thin band of
+    # both panels, like a row of labels. The check refuses it; the shipped detector finds it.
+    from bfutils import detector
+    from bfutils.data import graphics
+
+    def strip(seed):
+        return graphics.blot(np.random.default_rng(seed), np.random.default_rng(seed + 100))
+
+    def stack(seeds, at):
+        parts = [strip(s) for s in seeds]
+        parts.insert(at, strip(0))  # the reused strip
+        w = min(p.shape[1] for p in parts)
+        return np.ascontiguousarray(np.vstack([cv2.resize(p, (w, p.shape[0])) for p in parts]))
+
+    ra, rb = _record(stack([10, 11, 12], 1)), _record(stack([30, 31, 32], 2))
+    refused = verify.verify(ra, rb, THIN, "a", "b")
+    assert refused["evidence"] == 0 and "thin band" in refused["rejected"]
+    assert detector.default().keypoints.get("min_extent", 0.0) == 0.0
+    found = verify.verify(ra, rb, detector.default().keypoints, "a", "b")
+    assert found["inliers"] >= 15 and found["evidence"] > 10
+
+
+def test_the_check_is_a_detector_setting_off_by_default():
+    assert "min_extent" not in calibrate.base_detector().keypoints
+    assert calibrate.base_detector(min_extent=0.15).keypoints["min_extent"] == 0.15
