@@ -220,7 +220,7 @@ def _one_way(ra: dict, rb: dict, settings: dict) -> dict:
         ia, ib = one_to_one(da, db[:, MIRROR] if mirror else db, ratio=settings["ratio"])
         for n, (sel, affine, why) in enumerate(_fits(pts_a, tb, ia, ib, settings["ransac_px"],
                                                      zoom)):  # fmt: skip
-            if not why:
+            if not why and min_extent:  # off in the shipped detector: no work on its path
                 why = thin_band(pts_a[ia[sel]], tb[ib[sel]], ra, rb, min_extent)
             if why:
                 rejected = rejected or why

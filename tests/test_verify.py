@@ -228,8 +228,9 @@ def test_a_strip_reused_in_two_stacked_blots_is_why_the_check_is_opt_in():
     ra, rb = _record(stack([10, 11, 12], 1)), _record(stack([30, 31, 32], 2))
     refused = verify.verify(ra, rb, THIN, "a", "b")
     assert refused["evidence"] == 0 and "thin band" in refused["rejected"]
-    assert detector.default().keypoints.get("min_extent", 0.0) == 0.0
-    found = verify.verify(ra, rb, detector.default().keypoints, "a", "b")
+    shipped = detector.default().keypoints
+    assert shipped.get("min_extent", 0.0) == 0.0
+    found = verify.verify(ra, rb, shipped, "a", "b")
     assert found["inliers"] >= 15 and found["evidence"] > 10
 
 
