@@ -1,7 +1,7 @@
 """Thin strips (a 40 x 14 px panel, the size of some real reused panels) in a folder scan.
 
     python benchmarks/planted_benchmark.py build DIR
-    python benchmarks/thin_strips.py DIR --out OUT [--size 40 14] [--n 30]
+    python benchmarks/thin_strips.py DIR --out OUT [--size 40 14] [--n 30] [--dense]
 
 Two ways a thin strip can be reused, each planted ``--n`` times into a copy of the planted
 benchmark's panels (``DIR/panels``), then scanned by ``python -m bfutils.find`` with the shipped
@@ -17,7 +17,9 @@ The panels come from the benchmark's distractors of at least 150 px (never its p
 chosen with ``--seed``; a strip's region is drawn at random among those that show something
 (:data:`MIN_CONTENT`). For each strip it prints the rank of its partner among the strip's
 scored pairs and whether the pair was flagged, then per kind: partner at rank 1, within the
-top 10, and flagged. Nothing is written into the repository.
+top 10, and flagged. ``--dense`` adds the same ranks by :func:`bfutils.dense.search` (each strip
+slid over every panel with at least twice its pixels, no keypoints) and its time per (strip,
+panel). Nothing is written into the repository.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -33,6 +36,36 @@ import numpy as np
 import pandas as pd
 
 KINDS = ("strip of a panel", "strip and strip")
+
+
+def dense_ranks(truth: pd.DataFrame, folder: Path, show_progress: bool = True) -> pd.DataFrame:
+    """:func:`bfutils.dense.search` of each strip against every panel of ``folder`` with at
+    least twice its pixels: per strip its partner's rank (NaN beyond the top 10), correlation and
+    margin; ``attrs["ms_per_search"]`` is the time per (strip, panel) pair."""
+    from bfutils import dense, progress
+
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    greys = {p.name: dense.grey(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in files}
+    small = {q: greys[q] for q in truth["query"]}
+    with progress.bar(total=len(small), desc="dense", unit="strip",
+                      disable=not show_progress) as bar:  # fmt: skip
+        t0 = time.perf_counter()
+        found = dense.search(small, greys, progress=bar.update)
+        seconds = time.perf_counter() - t0
+    found = found.set_index("query")
+    rows = []
+    for t in truth.itertuples():
+        top = [name for name, _ in found.loc[t.query, "top"]]
+        rows.append({"query": t.query, "dense_rank": top.index(t.partner) + 1 if t.partner in top
+                     else np.nan, "dense_ncc": found.loc[t.query, "ncc"],
+                     "dense_margin": found.loc[t.query, "margin"]})  # fmt: skip
+    out = pd.DataFrame(rows)
+    searched = sum(
+        1 for q, im in small.items() for k, g in greys.items()
+        if k != q and g.size >= 2 * im.size
+    )  # fmt: skip
+    out.attrs["ms_per_search"] = 1000 * seconds / max(searched, 1)
+    return out
 
 
 MIN_CONTENT = 0.5
@@ -129,14 +162,19 @@ def score(truth: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(per_strip: pd.DataFrame) -> pd.DataFrame:
-    """Partner at rank 1, in the top 10, and flagged, per kind (shares of the strips)."""
+    """Partner at rank 1, in the top 10, and flagged, per kind (shares of the strips); with
+    :func:`dense_ranks` merged in, the dense search's rank 1 and top 10 too."""
     g = per_strip.groupby("kind", sort=False)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "n": g.size(),
         "rank1": g["rank"].apply(lambda r: float((r == 1).mean())),
         "top10": g["rank"].apply(lambda r: float((r <= 10).mean())),
         "flagged": g["flagged"].mean(),
-    }).round(3)  # fmt: skip
+    })  # fmt: skip
+    if "dense_rank" in per_strip:
+        table["dense_rank1"] = g["dense_rank"].apply(lambda r: float((r == 1).mean()))
+        table["dense_top10"] = g["dense_rank"].apply(lambda r: float((r <= 10).mean()))
+    return table.round(3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=30, help="strips of each kind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--detector", default=None, help="detector file (default: the shipped one)")
+    ap.add_argument(
+        "--dense",
+        action="store_true",
+        help="also search each strip densely in every larger panel (bfutils.dense)",
+    )
     args = ap.parse_args(argv)
     truth = plant(args.bench, args.out, tuple(args.size), n=args.n, seed=args.seed)
     cmd = [sys.executable, "-m", "bfutils.find", str(args.out / "panels"), "--out",
@@ -156,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--detector", args.detector]
     subprocess.run(cmd, check=True)
     per_strip = score(truth, pd.read_csv(args.out / "find" / "pairs.csv"))
+    if args.dense:
+        found = dense_ranks(truth, args.out / "panels")
+        per_strip = per_strip.merge(found, on="query", validate="one_to_one")
+        print(f"dense search: {found.attrs['ms_per_search']:.2f} ms per (strip, panel)")
     per_strip.to_csv(args.out / "per_strip.csv", index=False)
     print(per_strip.to_string(index=False))
     table = summary(per_strip)
