@@ -2,6 +2,7 @@
 
     python benchmarks/planted_benchmark.py build DIR
     python benchmarks/thin_strips.py DIR --out OUT [--size 40 14] [--n 30] [--dense]
+    python benchmarks/thin_strips.py readme OUT [OUT ...]   # the README block, one OUT a size
 
 Two ways a thin strip can be reused, each planted ``--n`` times into a copy of the planted
 benchmark's panels (``DIR/panels``), then scanned by ``python -m bfutils.find`` with the shipped
@@ -60,11 +61,7 @@ def dense_ranks(truth: pd.DataFrame, folder: Path, show_progress: bool = True) -
                      else np.nan, "dense_ncc": found.loc[t.query, "ncc"],
                      "dense_margin": found.loc[t.query, "margin"]})  # fmt: skip
     out = pd.DataFrame(rows)
-    searched = sum(
-        1 for q, im in small.items() for k, g in greys.items()
-        if k != q and g.size >= 2 * im.size
-    )  # fmt: skip
-    out.attrs["ms_per_search"] = 1000 * seconds / max(searched, 1)
+    out.attrs["ms_per_search"] = 1000 * seconds / max(found.attrs["searched"], 1)
     return out
 
 
@@ -177,8 +174,39 @@ def summary(per_strip: pd.DataFrame) -> pd.DataFrame:
     return table.round(3)
 
 
+def readme_table(outs: list[Path]) -> str:
+    """The README block from the ``summary.csv`` of runs (one per strip size): partner at rank 1
+    / top 10 / flagged by ``find`` and rank 1 / top 10 of the dense search, per kind."""
+    from bfutils import report
+
+    rows = []
+    for out in outs:
+        table = pd.read_csv(out / "summary.csv", index_col="kind")
+        h, w = cv2.imread(str(out / "panels" / "strip000.jpg")).shape[:2]
+        row = {"strip size": f"{w} x {h}"}
+        for kind in KINDS:
+            t = table.loc[kind]
+            row[f"{kind}: find"] = f"{t['rank1']:.3f} / {t['top10']:.3f} / {t['flagged']:.3f}"
+            if "dense_rank1" in table:
+                row[f"{kind}: dense"] = f"{t['dense_rank1']:.3f} / {t['dense_top10']:.3f}"
+        if "dense_ms_per_search" in table:
+            row["dense ms per (strip, panel)"] = f"{table['dense_ms_per_search'].iloc[0]:.1f}"
+        rows.append(row)
+    return report.markdown(pd.DataFrame(rows))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Plant, scan and print the table."""
+    """Plant, scan and print the table (or, with ``readme OUT [OUT ...]``, write the README
+    block ``thin-strips`` from earlier runs)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["readme"]:
+        from bfutils import report
+
+        if len(argv) < 2:
+            raise SystemExit("usage: thin_strips.py readme OUT [OUT ...]")
+        body = readme_table([Path(a) for a in argv[1:]])
+        print(f"updated {report.replace_block('thin-strips', body)}")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bench", type=Path, help="a folder written by planted_benchmark.py build")
     ap.add_argument("--out", type=Path, required=True, help="work folder (replaced)")
@@ -199,13 +227,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--detector", args.detector]
     subprocess.run(cmd, check=True)
     per_strip = score(truth, pd.read_csv(args.out / "find" / "pairs.csv"))
+    ms = None
     if args.dense:
         found = dense_ranks(truth, args.out / "panels")
         per_strip = per_strip.merge(found, on="query", validate="one_to_one")
-        print(f"dense search: {found.attrs['ms_per_search']:.2f} ms per (strip, panel)")
+        ms = found.attrs["ms_per_search"]
+        print(f"dense search: {ms:.2f} ms per (strip, panel)")
     per_strip.to_csv(args.out / "per_strip.csv", index=False)
     print(per_strip.to_string(index=False))
     table = summary(per_strip)
+    if ms is not None:
+        table["dense_ms_per_search"] = round(ms, 2)
     table.to_csv(args.out / "summary.csv")
     print(table.to_string())
     return 0

@@ -4,18 +4,18 @@ A thin strip of a panel (a 40 x 14 px band, a row of cells) shown on its own in 
 Bik et al.'s category II reuse at its smallest, and the finder's keypoints miss it: shrunk and
 re-compressed, the strip keeps few SIFT or XFeat keypoints that repeat in its source
 (``benchmarks/thin_strips.py``: a 40 x 14 px strip cut from a panel is at rank 1 for about
-one in six). Its grey levels survive: slid over its source at the right scale, the strip
-correlates at 0.95-1.0, over unrelated panels mostly below.
+one in six). Its grey levels survive: slid over the panels of that benchmark, it correlates
+best with its source for 0.90 of such strips.
 
 :func:`best_match` slides the strip, shrunk to :data:`SCALES` of the larger panel's width,
 over every position of it (OpenCV's ``matchTemplate``, ``TM_CCOEFF_NORMED``: mean and
 contrast changes do not matter) and keeps the best. Both are compared at the coarser of their
 two resolutions: when the strip was shrunk, the larger panel is shrunk by as much, so its
 detail is lost the same way, rather than the strip blown up. :func:`search` does that for each small
-panel against every larger one. It is not an index: it costs about 3 ms per (small panel,
-larger panel) on one core at panels of 150-400 px, so it grows with the product of the two
-counts, and it looks for the strip as it is (no rotation or mirror). It is a measurement
-tool, not part of ``find`` (README, finder section: "Thin strips").
+panel against every larger one. It is not an index: it costs 3-14 ms per (small panel,
+larger panel) on 2 cores at panels of 40-400 px (strips of 40 x 14 to 160 x 56 px), so it
+grows with the product of the two counts, and it looks for the strip as it is (no rotation or
+mirror). It is a measurement tool, not part of ``find`` (README, finder section: "Thin strips").
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ def grey(image: np.ndarray) -> np.ndarray:
 
 
 REFINE = tuple(float(r) for r in np.geomspace(0.9, 1.1, 5))
-"""Steps around the best of :data:`SCALES` (which are 24 % apart) tried next: at 11 % off its
-scale a 40 x 14 px tissue strip correlated 0.75 with its source, at its scale 0.97."""
+"""Steps around the best of :data:`SCALES` (which are 24 % apart) tried next: 5 % off its scale
+(0.381 of the panel's width instead of 0.4) a 40 x 14 px tissue strip correlated 0.75 with its
+source, at its scale 0.97 (the strip of ``tests/test_dense.py``, before JPEG)."""
 
 
 def best_match(small: np.ndarray, large: np.ndarray, scales=SCALES, refine=REFINE) -> dict:
@@ -135,9 +136,10 @@ def search(
         One row per small panel: ``query``, ``best`` (None when no panel fits), ``ncc``,
         ``box`` (in ``best``'s pixels), ``scale``, ``second`` (the best correlation in any other
         panel, -1 when none), ``margin`` (``ncc - second``) and ``top`` (the ``k`` best
-        ``(panel, ncc)``, best first).
+        ``(panel, ncc)``, best first). ``attrs["searched"]`` is the number of (small panel,
+        panel) pairs searched.
     """
-    rows = []
+    rows, searched = [], 0
     for key, image in small.items():
         area = image.shape[0] * image.shape[1]
         found = []
@@ -145,6 +147,7 @@ def search(
             if other == key or large.shape[0] * large.shape[1] < min_area_ratio * area:
                 continue
             found.append((best_match(image, large), other))
+        searched += len(found)
         found.sort(key=lambda item: item[0]["ncc"], reverse=True)
         top = found[0] if found else ({"ncc": -1.0, "box": None, "scale": float("nan")}, None)
         second = found[1][0]["ncc"] if len(found) > 1 else -1.0
@@ -154,6 +157,8 @@ def search(
                      "top": [(other, m["ncc"]) for m, other in found[:k]]})  # fmt: skip
         if progress is not None:
             progress(1)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         rows, columns=["query", "best", "ncc", "box", "scale", "second", "margin", "top"]
     )
+    table.attrs["searched"] = searched
+    return table

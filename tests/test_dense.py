@@ -49,6 +49,7 @@ def test_search_ranks_the_source_first_and_skips_smaller_panels_and_itself():
     assert [name for name, _ in row["top"]] == ["source", row["top"][1][0]]
     assert {name for name, _ in row["top"]} <= {"source", "tissue", "cells"}
     assert seen == [1]
+    assert table.attrs["searched"] == 3  # source, tissue, cells: not tiny, not the strip itself
 
 
 def test_flat_background_is_not_a_match():

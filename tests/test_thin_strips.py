@@ -83,3 +83,23 @@ def test_ranks_follow_the_finders_scores():
     assert table.loc["strip of a panel", "rank1"] == 0.0
     assert table.loc["strip of a panel", "top10"] == 0.5
     assert table.loc["strip and strip", "flagged"] == 1.0
+
+
+def test_the_readme_block_is_written_from_the_runs_summaries(tmp_path):
+    rows = []
+    for size in ((40, 14), (80, 28)):
+        out = tmp_path / f"run{size[0]}"
+        (out / "panels").mkdir(parents=True)
+        cv2.imwrite(str(out / "panels" / "strip000.jpg"), np.zeros(size[::-1], np.uint8))
+        table = pd.DataFrame({"kind": list(thin_strips.KINDS), "n": [30, 30],
+                              "rank1": [0.1, 1.0], "top10": [0.2, 1.0], "flagged": [0.0, 0.5],
+                              "dense_rank1": [0.9, 0.4], "dense_top10": [0.95, 0.6],
+                              "dense_ms_per_search": [3.31, 3.31]})  # fmt: skip
+        table.to_csv(out / "summary.csv", index=False)
+        rows.append(out)
+    block = thin_strips.readme_table(rows)
+    lines = block.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith(
+        "| 40 x 14 | 0.100 / 0.200 / 0.000 | 0.900 / 0.950"
+    )
+    assert lines[3].startswith("| 80 x 28 |") and lines[3].endswith("| 3.3 |")
