@@ -56,6 +56,7 @@ from bfutils import (
     planted,
     progress,
 )
+from bfutils.aligned import settings as aligned_settings
 from bfutils.data import embedded
 
 PARTIAL = "partial_crop"
@@ -91,6 +92,7 @@ def base_detector(
     xfeat: bool = True,
     template: bool = False,
     min_extent: float = 0.0,
+    aligned: bool = False,
 ) -> detector.Detector:
     """An uncalibrated detector: the copy descriptor, keypoints and, when ``views`` are given,
     the offline ImageNet encoder with these preprocessing choices.
@@ -108,12 +110,14 @@ def base_detector(
                     "regions": bool(views), "copy": dict(COPY), "phash": True,
                     **({"thumb": descriptors.thumb_settings()} if thumb else {}),
                     **({"xfeat": dict(localfeat.SETTINGS)} if xfeat else {}),
-                    **({"template": descriptors.template_settings()} if template else {})},
+                    **({"template": descriptors.template_settings()} if template else {}),
+                    **({"aligned": aligned_settings()} if aligned else {})},
         keypoints=dict(KEYPOINTS) | ({"min_extent": min_extent} if min_extent else {}),
         features=[f for f in detector.FEATURES
                   if (views or f not in ENCODER_FEATURES) and (thumb or not f.startswith("thumb"))
                   and (xfeat or not f.startswith("xf_"))
-                  and (template or not f.startswith("tm_"))],
+                  and (template or not f.startswith("tm_"))
+                  and (aligned or not f.startswith("al_"))],
     )  # fmt: skip
 
 
@@ -321,7 +325,7 @@ def fit(table: pd.DataFrame, det: detector.Detector, seed: int = 0) -> dict:
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
               thumb=True, xfeat=True, template=False, sources=None, min_extent=0.0,
-              show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
+              aligned=False, show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
     ``sources`` are the calibration set's image sources (default
@@ -336,7 +340,8 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
 
     t0 = time.perf_counter()
     det = base_detector(size=size, fit=fit_mode, views=views, thumb=thumb, xfeat=xfeat,
-                        template=template, min_extent=min_extent)  # fmt: skip
+                        template=template, min_extent=min_extent,
+                        aligned=aligned)  # fmt: skip
     images, panels, truth, notes = calibset.build(
         n_panels=n_panels, n_planted=n_planted, seed=seed,
         sources=tuple(sources) if sources else planted.SOURCES,
@@ -385,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         "not in the shipped detector: see the README)",
     )
     ap.add_argument(
+        "--aligned",
+        action="store_true",
+        help="add the aligned grey-level agreement and its features (bfutils.aligned)",
+    )
+    ap.add_argument(
         "--min-extent",
         type=float,
         nargs="?",
@@ -402,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         size=args.size, fit_mode=args.fit, views=tuple(args.views.split(",")),
         n_panels=args.n_panels, n_planted=args.n_planted, seed=args.seed,
         thumb=not args.no_thumb, xfeat=not args.no_xfeat, template=args.template,
-        sources=args.sources, min_extent=args.min_extent,
+        sources=args.sources, min_extent=args.min_extent, aligned=args.aligned,
     )  # fmt: skip
     det.provenance["command"] = "python -m bfutils.calibrate " + " ".join(argv or sys.argv[1:])
     detector.save(det, args.out)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bfutils import classic, panels, phash, progress, template, thumbs
+from bfutils import aligned, classic, panels, phash, progress, template, thumbs
 
 REGION_WINDOWS = ((5, 2), (4, 3))
 """(window side in feature-map cells, windows per axis): 2x2 windows of 5/7 and 3x3 of 4/7 of
@@ -272,6 +272,9 @@ def compute(images: Sequence[np.ndarray], det, encoder=None, norm=None) -> list[
         if pre.get("template"):
             _check_settings("template patches", pre["template"], template_settings())
             rec["tpatch"] = template.patch(image)
+        if pre.get("aligned"):
+            _check_settings("aligned patches", pre["aligned"], aligned.settings())
+            rec["apatch"] = aligned.patch(image)
         if local is not None:
             rec |= local[n]
         out.append(rec)

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bfutils import localfeat, models, phash, template, thumbs
+from bfutils import aligned, localfeat, models, phash, template, thumbs
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ DEFAULT_PATH = Path(__file__).parent / "detectors" / "default.pt"
 FEATURES = ("cos_global", "cos_region", "evidence", "log_inliers", "inlier_ratio", "coverage",
             "ratio_margin", "cos_margin", "cos_copy", "copy_margin", "phash_sim",
             "phash_margin", "thumb_sim", "thumb_margin", "xf_log_inliers", "xf_ratio",
-            "xf_margin", "tm_sim", "tm_margin")  # fmt: skip
+            "xf_margin", "tm_sim", "tm_margin", "al_sim", "al_margin")  # fmt: skip
 """Symmetric pair features the finder can fuse (each the same for (a, b) and (b, a))."""
 INDEX_VIEWS = ("identity", "hflip")
 """Views of an image that are indexed; the others are only used as queries."""
@@ -250,6 +250,11 @@ def pair_features(
             tm_sim = template.similarity(ra["tpatch"], rb["tpatch"])
     xf = localfeat.verify(ra, rb)
     xf_log = float(np.log1p(xf["xf_inliers"]))
+    al_sim = 0.0
+    if "apatch" in ra and "apatch" in rb:  # the better agreement of the two fits
+        for m in (evidence.get("map_ab"), xf["xf_map"]):
+            rho, _ = aligned.agreement(ra["apatch"], rb["apatch"], m, ra["shape"], rb["shape"])
+            al_sim = max(al_sim, rho)
     k, m = evidence["inliers"], evidence["matches"]
     fewest = min(len(ra.get("points", ())), len(rb.get("points", ())))
     return {"cos_global": cos_global, "cos_region": cos_region,
@@ -260,7 +265,8 @@ def pair_features(
             "phash_margin": phash_sim, "thumb_sim": thumb_sim,
             "thumb_margin": thumb_sim, "xf_inliers": xf["xf_inliers"],
             "xf_log_inliers": xf_log, "xf_ratio": xf["xf_inliers"] / (xf["xf_matches"] + 5.0),
-            "xf_margin": xf_log, "tm_sim": tm_sim, "tm_margin": tm_sim}  # fmt: skip
+            "xf_margin": xf_log, "tm_sim": tm_sim, "tm_margin": tm_sim,
+            "al_sim": al_sim, "al_margin": al_sim}  # fmt: skip
 
 
 def pair_score(feats: dict, det: Detector) -> float:
@@ -275,7 +281,7 @@ def pair_score(feats: dict, det: Detector) -> float:
 
 MARGINS = {"ratio_margin": "inlier_ratio", "cos_margin": "pair_score", "copy_margin": "cos_copy",
            "phash_margin": "phash_sim", "thumb_margin": "thumb_sim",
-           "xf_margin": "xf_log_inliers", "tm_margin": "tm_sim"}  # fmt: skip
+           "xf_margin": "xf_log_inliers", "tm_margin": "tm_sim", "al_margin": "al_sim"}  # fmt: skip
 """Each margin feature and the value it sets against the rivals (:func:`rival_margins`)."""
 
 

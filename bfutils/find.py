@@ -407,8 +407,10 @@ def verify_pairs(pairs, recs, shas, det, show_progress=True) -> pd.DataFrame:
         if blank:
             ev = dict(verify.NO_MATCH)
         else:
-            ev = verify.verify(ra, rb, det.keypoints, sha_a=shas[a], sha_b=shas[b])
+            ev = verify.verify(ra, rb, det.keypoints, sha_a=shas[a], sha_b=shas[b],
+                               with_map=True)  # fmt: skip
         feats = detector.pair_features(ra, rb, ev, det, tm_sim=None if tm is None else tm[n])
+        ev.pop("map_ab", None)
         note = ""
         if blank:
             note = "blank panel: no content, no evidence (" + ", ".join(blank) + ")"

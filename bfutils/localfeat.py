@@ -160,7 +160,25 @@ def _fit(pa: np.ndarray, pb: np.ndarray, threshold: float) -> tuple[int, np.ndar
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
         return 0, None
-    return int(inl.sum()), m
+    keep = inl.ravel().astype(bool)
+    return int(keep.sum()), _similarity(pa[keep], pb[keep])
+
+
+def _similarity(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Least-squares similarity map ``pa -> pb`` (Umeyama 1991) over the RANSAC inliers: the
+    map RANSAC returns comes from its best minimal sample, a few working pixels off; the count
+    does not change, only the map that :mod:`bfutils.aligned` uses."""
+    a, b = pa.astype(np.float64), pb.astype(np.float64)
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    da, db = a - ma, b - mb
+    var = float((da**2).sum())
+    if var < 1e-9:
+        return np.hstack([np.eye(2), (mb - ma)[:, None]])
+    u, d, vt = np.linalg.svd(db.T @ da)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = u @ sign @ vt
+    s = float((d * np.diag(sign)).sum()) / var
+    return np.hstack([s * rot, (mb - s * rot @ ma)[:, None]])
 
 
 def verify(ra: dict, rb: dict) -> dict:
@@ -171,24 +189,43 @@ def verify(ra: dict, rb: dict) -> dict:
     same count.
 
     Returns:
-        ``xf_inliers``, ``xf_matches`` (mutual matches of the better orientation) and
-        ``xf_mirror`` (whether the mirrored fit won).
+        ``xf_inliers``, ``xf_matches`` (mutual matches of the better orientation),
+        ``xf_mirror`` (whether the mirrored fit won) and ``xf_map`` (the better fit as a (2, 3)
+        map of original pixels from a to b, mirroring included; None without a fit).
     """
-    best = {"xf_inliers": 0, "xf_matches": 0, "xf_mirror": False}
+    best = {"xf_inliers": 0, "xf_matches": 0, "xf_mirror": False, "xf_map": None}
     if "xf_desc" not in ra or "xf_desc" not in rb:
         return best
     # order the two images canonically, so (a, b) and (b, a) run the same RANSAC
     first, second = sorted((ra, rb), key=_order_key)
     threshold = RANSAC_PX / float(second["xf_scale"])
     da = first["xf_desc"].astype(np.float32)  # once for both orientations
+    fit = None
     for mirror in (False, True):
         suffix = "_m" if mirror else ""
         ia, ib = _mutual(da, second["xf_desc" + suffix])
         cv2.setRNGSeed(0)
-        k, _ = _fit(first["xf_points"][ia], second["xf_points" + suffix][ib], threshold)
+        k, m = _fit(first["xf_points"][ia], second["xf_points" + suffix][ib], threshold)
         if k > best["xf_inliers"] or (k == best["xf_inliers"] and len(ia) > best["xf_matches"]):
             best = {"xf_inliers": k, "xf_matches": int(len(ia)), "xf_mirror": mirror}
+            fit = m
+    best["xf_map"] = None if fit is None else _original_map(fit, best["xf_mirror"], second,
+                                                            swap=first is not ra)  # fmt: skip
     return best
+
+
+def _original_map(fit: np.ndarray, mirror: bool, second: dict, swap: bool) -> np.ndarray:
+    """A fit of first's points onto second's (or its mirror image's) as a map of original
+    pixels from the caller's a to b. The mirror image was flipped at the working size, so
+    its frame is ``x' = width - 1 / xf_scale - x`` in original pixels (exact up to the working
+    size's rounding and its two axes' factors, well under one original pixel)."""
+    full = np.vstack([fit, [0, 0, 1]]).astype(float)
+    if mirror:
+        flip = float(second["shape"][1]) - 1.0 / float(second["xf_scale"])
+        full = np.array([[-1.0, 0, flip], [0, 1, 0], [0, 0, 1]]) @ full
+    if swap:
+        full = np.linalg.inv(full)
+    return full[:2]
 
 
 def _order_key(rec: dict) -> tuple:
