@@ -11,30 +11,41 @@ of its source it does not show.
 
 Per image, once (cached with the other descriptors): a small grey patch, the brightest channel
 (as :mod:`bfutils.thumbs`), long side :data:`PATCH`. Per verified pair: the fit's map (original
-pixels of a to b) is turned into a map between the two patches, the finer patch is blurred
-to the coarser one's resolution and warped onto it, and the agreement is the Spearman rank
-correlation of the pixels both cover (at least :data:`MIN_OVERLAP` of them; 0 otherwise).
-Computed in the frame of the coarser patch, whichever panel is named first, so it is
-symmetric in the two panels.
+pixels of a to b; the SIFT fit of :func:`bfutils.verify.verify` and the XFeat fit of
+:func:`bfutils.localfeat.verify`, the better agreement of the two) is turned into a map between
+the two patches, the finer patch is blurred to the coarser one's resolution and warped onto
+it, and the agreement is the Spearman rank correlation (average ranks for ties, so a black
+background shared by both is no evidence) of the pixels both cover (at least
+:data:`MIN_OVERLAP` of them; 0 otherwise). Computed in the frame of the coarser patch, whichever
+panel is named first, so it is symmetric in the two panels. About 0.3 ms a fit on one core.
+
+The fused model takes the agreement and its margin over the other candidates of both panels
+(``al_sim``, ``al_margin``; :func:`bfutils.detector.pair_features`).
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.stats import rankdata
 
 PATCH = 96
 """Long side, in pixels, of the grey patch kept per panel (aspect kept)."""
 MIN_OVERLAP = 64
 """Fewest patch pixels both panels must cover for the agreement to be measured."""
+MIN_XF_INLIERS = 6
+"""An XFeat fit lays one panel over the other only with at least this many inliers (RANSAC
+finds some fit of 4 points between almost any two panels; measuring those would cost time and
+say nothing)."""
+LEVELS = 4
+"""Rank steps per grey level (the blurred grey levels are ranked in quarters of a level)."""
 SIGMA = 0.6
 """Gaussian blur (patch pixels) of both patches against JPEG blocks, noise and resampling."""
 
 
 def settings() -> dict:
     """This version's settings, as a detector stores them."""
-    return {"patch": PATCH, "min_overlap": MIN_OVERLAP, "sigma": SIGMA}
+    return {"patch": PATCH, "min_overlap": MIN_OVERLAP, "sigma": SIGMA, "levels": LEVELS,
+            "min_xf_inliers": MIN_XF_INLIERS}
 
 
 def patch(image: np.ndarray) -> np.ndarray:
@@ -85,8 +96,24 @@ def _onto(src: np.ndarray, dst: np.ndarray, m: np.ndarray) -> tuple[float, int]:
     x, y = warped[inside], d[inside]
     if float(x.std()) < 1e-3 or float(y.std()) < 1e-3:
         return 0.0, n
-    rx, ry = rankdata(x), rankdata(y)
-    return float(np.corrcoef(rx, ry)[0, 1]), n
+    return _spearman(x, y), n
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks of grey levels in 0..255 (ties share their mean rank, so a tied region
+    does not correlate through the order its pixels happen to be listed in), by counting:
+    linear in the pixels, no sort."""
+    q = np.clip(np.rint(x * LEVELS), 0, 255 * LEVELS).astype(np.intp)
+    counts = np.bincount(q, minlength=255 * LEVELS + 1)
+    mean_rank = np.cumsum(counts) - 0.5 * (counts + 1)
+    return mean_rank[q]
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    return float(rx @ ry / np.sqrt((rx @ rx) * (ry @ ry)))
 
 
 def agreement(pa: np.ndarray, pb: np.ndarray, map_ab, shape_a, shape_b) -> tuple[float, int]:

@@ -252,7 +252,8 @@ def pair_features(
     xf_log = float(np.log1p(xf["xf_inliers"]))
     al_sim = 0.0
     if "apatch" in ra and "apatch" in rb:  # the better agreement of the two fits
-        for m in (evidence.get("map_ab"), xf["xf_map"]):
+        xf_map = xf["xf_map"] if xf["xf_inliers"] >= aligned.MIN_XF_INLIERS else None
+        for m in (evidence.get("map_ab"), xf_map):
             rho, _ = aligned.agreement(ra["apatch"], rb["apatch"], m, ra["shape"], rb["shape"])
             al_sim = max(al_sim, rho)
     k, m = evidence["inliers"], evidence["matches"]

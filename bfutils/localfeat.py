@@ -209,8 +209,10 @@ def verify(ra: dict, rb: dict) -> dict:
         if k > best["xf_inliers"] or (k == best["xf_inliers"] and len(ia) > best["xf_matches"]):
             best = {"xf_inliers": k, "xf_matches": int(len(ia)), "xf_mirror": mirror}
             fit = m
-    best["xf_map"] = None if fit is None else _original_map(fit, best["xf_mirror"], second,
-                                                            swap=first is not ra)  # fmt: skip
+    best["xf_map"] = None
+    if fit is not None and ("shape" in second or not best["xf_mirror"]):  # a record of
+        # :func:`describe` alone has no image shape, which the mirror frame needs
+        best["xf_map"] = _original_map(fit, best["xf_mirror"], second, swap=first is not ra)
     return best
 
 

@@ -77,6 +77,40 @@ def choose_threshold(labels, scores, rule: str = "f1") -> float:
     return float((thr[best] + thr[best + 1]) / 2)
 
 
+def threshold_for_false_budget(labels, scores, max_false: int) -> float:
+    """The threshold that flags the most positives with at most ``max_false`` negatives at or
+    above it (the highest such threshold among equals).
+
+    Unlike an F-measure, this does not depend on how many positives the validation set holds:
+    a calibration set with one planted reuse in four panels would otherwise set the threshold
+    for a manuscript with one in a hundred. The threshold sits halfway between the lowest
+    flagged validation score and the next lower distinct score, as in
+    :func:`choose_threshold`.
+
+    Returns:
+        The threshold; ``inf`` when no threshold flags a positive within the budget.
+    """
+    if max_false < 0:
+        raise ValueError(f"max_false must be >= 0; got {max_false}")
+    y, s = _as_arrays(labels, scores)
+    if not y.sum():
+        raise ValueError("threshold_for_false_budget needs at least one positive")
+    values = np.unique(s)[::-1]  # distinct scores, descending
+    order = np.argsort(-s, kind="stable")
+    ranked, flags = s[order], y[order]
+    # negatives and positives at or above each distinct value
+    upto = np.searchsorted(-ranked, -values, side="right")
+    false = np.cumsum(1 - flags)[upto - 1]
+    true = np.cumsum(flags)[upto - 1]
+    ok = np.flatnonzero(false <= max_false)
+    if not len(ok) or true[ok].max() == 0:
+        return float("inf")
+    best = ok[np.flatnonzero(true[ok] == true[ok].max())[0]]  # highest threshold among equals
+    if best == len(values) - 1:
+        return float(values[best])
+    return float((values[best] + values[best + 1]) / 2)
+
+
 def binary_metrics(labels, scores, threshold: float) -> dict[str, float]:
     """Accuracy, F1, precision and recall of ``score >= threshold`` (zero_division=0)."""
     y, s = _as_arrays(labels, scores)

@@ -109,3 +109,21 @@ def test_keypoint_maps_lay_a_copy_over_its_source(source, mirror):
             det,
         )["al_sim"]
     )
+
+
+def test_a_shared_flat_background_is_no_agreement():
+    """Two unrelated panels of sparse bright cells on black: the background, flat in both,
+    must not make them agree."""
+    rng = np.random.default_rng(0)
+
+    def cells() -> np.ndarray:
+        image = np.zeros((96, 96), np.uint8)
+        for x, y in rng.integers(8, 88, (12, 2)):
+            cv2.circle(image, (int(x), int(y)), 4, int(rng.integers(120, 255)), -1)
+        return image
+
+    a, b = cells(), cells()
+    rho, _ = aligned.agreement(a, b, np.array([[1.0, 0, 0], [0, 1, 0]]), a.shape, b.shape)
+    assert abs(rho) < 0.3
+    same, _ = aligned.agreement(a, a, np.array([[1.0, 0, 0], [0, 1, 0]]), a.shape, a.shape)
+    assert same > 0.95

@@ -150,6 +150,8 @@ def test_a_pair_alone_is_set_against_the_typical_rival():
         "pair_score": 0.3,
         "thumb_sim": 0.4,
         "xf_log_inliers": 1.2,
+        "tm_sim": 0.0,
+        "al_sim": 0.7,
     }
     alone = pd.DataFrame([{"a": "x", "b": "y", **feats}])  # one pair: no rivals
     for margin, value in detector.MARGINS.items():

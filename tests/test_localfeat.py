@@ -63,7 +63,12 @@ def test_verify_is_the_same_in_either_order(tissue, other):
     crop = _jpeg(tissue[30:200, 100:280])
     recs = localfeat.describe([tissue, crop, other])
     for i, j in ((0, 1), (0, 2), (1, 2)):
-        assert localfeat.verify(recs[i], recs[j]) == localfeat.verify(recs[j], recs[i])
+        ij, ji = localfeat.verify(recs[i], recs[j]), localfeat.verify(recs[j], recs[i])
+        map_ij, map_ji = ij.pop("xf_map"), ji.pop("xf_map")
+        assert ij == ji
+        if map_ij is not None:  # the same fit, seen from the other side
+            back = np.linalg.inv(np.vstack([map_ji, [0, 0, 1]]))[:2]
+            assert back == pytest.approx(map_ij, abs=1e-6)
 
 
 def test_fused_features_carry_the_xfeat_evidence_symmetrically(tissue, other):

@@ -76,6 +76,29 @@ def test_choose_threshold_rejects_bad_input():
         metrics.choose_threshold([0, 1, 1], [0.1, 0.2])
 
 
+@pytest.mark.parametrize(
+    ("max_false", "expected"),
+    [
+        (0, 0.875),  # only 0.9 before the first negative (0.85): halfway to it
+        (1, 0.65),  # down to 0.7: 3 positives, 1 negative
+        (2, 0.65),  # 0.6 adds a negative and no positive: the higher threshold stays
+        (3, 0.25),  # down to 0.4: all 4 positives, 3 negatives; halfway to 0.1
+    ],
+)
+def test_threshold_for_false_budget(max_false, expected):
+    labels = [1, 0, 1, 1, 0, 0, 1, 0]
+    scores = [0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.1]
+    assert metrics.threshold_for_false_budget(labels, scores, max_false) == pytest.approx(expected)
+
+
+def test_threshold_for_false_budget_without_a_flaggable_positive():
+    assert metrics.threshold_for_false_budget([0, 1], [0.9, 0.1], 0) == float("inf")
+    with pytest.raises(ValueError, match="positive"):
+        metrics.threshold_for_false_budget([0, 0], [0.9, 0.1], 1)
+    with pytest.raises(ValueError, match="max_false"):
+        metrics.threshold_for_false_budget([0, 1], [0.9, 0.1], -1)
+
+
 def test_binary_metrics_hand_example():
     # threshold 0.15 predicts [0, 1, 1, 1, 1]: tp=3, fp=1, tn=1, fn=0
     out = metrics.binary_metrics(LABELS, SCORES, threshold=0.15)
