@@ -44,8 +44,13 @@ SIGMA = 0.6
 
 def settings() -> dict:
     """This version's settings, as a detector stores them."""
-    return {"patch": PATCH, "min_overlap": MIN_OVERLAP, "sigma": SIGMA, "levels": LEVELS,
-            "min_xf_inliers": MIN_XF_INLIERS}
+    return {
+        "patch": PATCH,
+        "min_overlap": MIN_OVERLAP,
+        "sigma": SIGMA,
+        "levels": LEVELS,
+        "min_xf_inliers": MIN_XF_INLIERS,
+    }
 
 
 def patch(image: np.ndarray) -> np.ndarray:

