@@ -132,9 +132,10 @@ def verify_details(a_images, b_images, det=None, show_progress: bool = False) ->
     from bfutils import descriptors, detector, progress, verify
 
     det = detector.default() if det is None else det
-    if det.preprocess.get("xfeat") or det.preprocess.get("template"):
+    unused = ("xfeat", "template", "aligned")
+    if any(det.preprocess.get(k) for k in unused):
         # not among VERIFY_COLUMNS: spare their cost (the pipeline's tables reproduce)
-        pre = {k: v for k, v in det.preprocess.items() if k not in ("xfeat", "template")}
+        pre = {k: v for k, v in det.preprocess.items() if k not in unused}
         det = dataclasses.replace(det, preprocess=pre)
     if len(a_images) != len(b_images):
         raise ValueError(f"{len(a_images)} images a but {len(b_images)} images b")
