@@ -299,17 +299,16 @@ def top1(table: pd.DataFrame) -> float:
 def fit(
     table: pd.DataFrame,
     det: detector.Detector,
+    panel_groups,
     seed: int = 0,
-    panel_groups=None,
-    false_per_1000: float | None = None,
+    false_per_1000: float = FALSE_PER_1000,
 ) -> dict:
     """Fit the fused model on pairs within 60 % of the groups; threshold and metrics on pairs
     within the other 40 % (pairs across the split are left out).
 
     The threshold flags the most validation positives with at most ``false_per_1000`` false
-    flags per 1,000 validation panels (default :data:`FALSE_PER_1000`; ``panel_groups``, the
-    group of every panel, counts the validation panels; without it, the panels named in the
-    validation pairs), :func:`bfutils.metrics.threshold_for_false_budget`."""
+    flags per 1,000 validation panels (``panel_groups``, the group of every panel, counts
+    them), :func:`bfutils.metrics.threshold_for_false_budget`."""
     rng = np.random.default_rng(seed)
     groups = np.array(sorted(set(table["group_a"]) | set(table["group_b"])))
     val_groups = set(rng.choice(groups, size=int(0.4 * len(groups)), replace=False))
@@ -325,12 +324,8 @@ def fit(
     # a flag accuses someone: a budget of false flags per panel (FALSE_PER_1000). With max F1
     # the threshold of the encoder-free default fell to 0.09 on the calibration pairs and
     # flagged 110 false pairs per 1,000 panels of the planted benchmark (recall 0.80).
-    if panel_groups is not None:
-        n_val_panels = int(pd.Series(panel_groups).isin(val_groups).sum())
-    else:
-        n_val_panels = len(set(table.loc[val, "a"]) | set(table.loc[val, "b"]))
-    budget = FALSE_PER_1000 if false_per_1000 is None else false_per_1000
-    max_false = int(np.floor(budget * n_val_panels / 1000))
+    n_val_panels = int(pd.Series(panel_groups).isin(val_groups).sum())
+    max_false = int(np.floor(false_per_1000 * n_val_panels / 1000))
     det.threshold = float(metrics.threshold_for_false_budget(y[val], s[val], max_false))
     v = table[val].assign(score=s[val])
     flagged = v["score"] >= det.threshold
@@ -353,7 +348,7 @@ def fit(
 
 def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=300, seed=1,
               thumb=True, xfeat=True, template=False, sources=None, min_extent=0.0,
-              aligned=True, false_per_1000=None,
+              aligned=True, false_per_1000=FALSE_PER_1000,
               show_progress=True) -> tuple[detector.Detector, dict]:  # fmt: skip
     """Build and calibrate a detector on a held-out planted set (see the module docstring).
 
@@ -376,8 +371,7 @@ def calibrate(size=224, fit_mode="squash", views=(), n_panels=1200, n_planted=30
         sources=tuple(sources) if sources else planted.SOURCES,
     )  # fmt: skip
     table = scan_table(images, panels, truth, det, show_progress=show_progress)
-    report = fit(table, det, seed=seed, panel_groups=panels["group"],
-                 false_per_1000=false_per_1000)  # fmt: skip
+    report = fit(table, det, panels["group"], seed=seed, false_per_1000=false_per_1000)
     report["shortlist_recall"] = round(float(table["label"].sum()) / max(len(truth), 1), 3)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     det.provenance = {

@@ -148,7 +148,8 @@ def _mutual(da: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit(pa: np.ndarray, pb: np.ndarray, threshold: float) -> tuple[int, np.ndarray | None]:
-    """Inliers of a RANSAC similarity fit ``pa -> pb`` with a plausible scale (0 if none)."""
+    """Inliers of a RANSAC similarity fit ``pa -> pb`` with a plausible scale: their count and
+    mask (0 and None without one)."""
     if len(pa) < 4:
         return 0, None
     m, inl = cv2.estimateAffinePartial2D(
@@ -161,7 +162,7 @@ def _fit(pa: np.ndarray, pb: np.ndarray, threshold: float) -> tuple[int, np.ndar
     if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
         return 0, None
     keep = inl.ravel().astype(bool)
-    return int(keep.sum()), _similarity(pa[keep], pb[keep])
+    return int(keep.sum()), keep
 
 
 def _similarity(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
@@ -200,18 +201,20 @@ def verify(ra: dict, rb: dict) -> dict:
     first, second = sorted((ra, rb), key=_order_key)
     threshold = RANSAC_PX / float(second["xf_scale"])
     da = first["xf_desc"].astype(np.float32)  # once for both orientations
-    fit = None
+    inliers = None  # the better fit's inlier points (first's, second's)
     for mirror in (False, True):
         suffix = "_m" if mirror else ""
         ia, ib = _mutual(da, second["xf_desc" + suffix])
+        pa, pb = first["xf_points"][ia], second["xf_points" + suffix][ib]
         cv2.setRNGSeed(0)
-        k, m = _fit(first["xf_points"][ia], second["xf_points" + suffix][ib], threshold)
+        k, keep = _fit(pa, pb, threshold)
         if k > best["xf_inliers"] or (k == best["xf_inliers"] and len(ia) > best["xf_matches"]):
             best = {"xf_inliers": k, "xf_matches": int(len(ia)), "xf_mirror": mirror}
-            fit = m
+            inliers = None if keep is None else (pa[keep], pb[keep])
     best["xf_map"] = None
-    if fit is not None and ("shape" in second or not best["xf_mirror"]):  # a record of
+    if inliers is not None and ("shape" in second or not best["xf_mirror"]):  # a record of
         # :func:`describe` alone has no image shape, which the mirror frame needs
+        fit = _similarity(*inliers)  # once, for the better fit only
         best["xf_map"] = _original_map(fit, best["xf_mirror"], second, swap=first is not ra)
     return best
 
