@@ -17,7 +17,8 @@ the two patches, the finer patch is blurred to the coarser one's resolution and 
 it, and the agreement is the Spearman rank correlation (average ranks for ties, so a black
 background shared by both is no evidence) of the pixels both cover (at least
 :data:`MIN_OVERLAP` of them; 0 otherwise). Computed in the frame of the coarser patch, whichever
-panel is named first, so it is symmetric in the two panels. About 0.3 ms a fit on one core.
+panel is named first, so it is symmetric in the two panels. About 0.3 ms a fit (a one-off
+timing, 2 cores).
 
 The fused model takes the agreement and its margin over the other candidates of both panels
 (``al_sim``, ``al_margin``; :func:`bfutils.detector.pair_features`).

@@ -86,8 +86,9 @@ panels, a quarter of a false flag for a manuscript of 50 panels.
 Until 2026-12-08 the threshold maximised F0.5 on the validation pairs. An F-measure depends on
 how many positives the validation set holds, and the calibration set plants one reuse in four
 panels, far more than a manuscript holds: the threshold it chose swung with the draw (0.58 to
-0.83 over calibration seeds 1-3 for one set of features) and with it the false flags on the
-planted benchmark (8 to 25 per 1,000 panels). A budget of false flags per panel is what a
+0.81 over calibration seeds 1-3 with the aligned agreement) and with it the false flags on the
+planted benchmark (25 per 1,000 panels at 0.58 with a first version of that feature, 8 for the
+previous detector at 0.79). A budget of false flags per panel is what a
 proofreader bears and does not depend on how much reuse the set holds."""
 
 ENCODER_FEATURES = ("cos_global", "cos_region", "cos_margin")
